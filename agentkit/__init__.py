@@ -1,0 +1,87 @@
+"""agentkit: ReAct agents on local models.
+
+    import agentkit as ak
+
+    with ak.Client() as client:
+        model = client.llm.model()
+        result = model.act("What is 12345 times 54321?", [multiply])
+
+Importing agentkit loads the runtime only; engines, the OpenTelemetry SDK and server libraries
+are imported when first used.
+"""
+
+from agentkit.cancel import CancelToken
+from agentkit.chat import (
+    AssistantMessage,
+    Chat,
+    Image,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+)
+from agentkit.client import AsyncClient, Client, configure_default_client, get_default_client, llm
+from agentkit.config import LoadConfig, PredictionConfig
+from agentkit.errors import (
+    ActCancelled,
+    ActError,
+    AgentkitError,
+    ConfigurationError,
+    InvalidToolRequest,
+    StructuredOutputError,
+    ToolDefinitionError,
+    ToolRetriesExceededError,
+)
+from agentkit.handles import LLM, AsyncLLM, AsyncPredictionStream, PredictionStream
+from agentkit.results import (
+    ActResult,
+    PredictionFragment,
+    PredictionResult,
+    RoundRecord,
+    ToolCallRecord,
+    Usage,
+)
+from agentkit.tools import Tool, define_tool, tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM",
+    "ActCancelled",
+    "ActError",
+    "ActResult",
+    "AgentkitError",
+    "AssistantMessage",
+    "AsyncClient",
+    "AsyncLLM",
+    "AsyncPredictionStream",
+    "CancelToken",
+    "Chat",
+    "Client",
+    "ConfigurationError",
+    "Image",
+    "InvalidToolRequest",
+    "LoadConfig",
+    "Message",
+    "PredictionConfig",
+    "PredictionFragment",
+    "PredictionResult",
+    "PredictionStream",
+    "RoundRecord",
+    "StructuredOutputError",
+    "SystemMessage",
+    "Tool",
+    "ToolCall",
+    "ToolCallRecord",
+    "ToolDefinitionError",
+    "ToolResultMessage",
+    "ToolRetriesExceededError",
+    "Usage",
+    "UserMessage",
+    "configure_default_client",
+    "define_tool",
+    "get_default_client",
+    "llm",
+    "tool",
+]

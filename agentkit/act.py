@@ -1,0 +1,277 @@
+"""The ReAct loop behind `act()`.
+
+A round is: predict -> validate calls -> run tools -> commit. The run keeps its own copy of the
+history and never mutates the caller's chat; `on_message` receives each message as the round
+that produced it is committed. A round is committed in one step, after its tools finish and
+shielded from cancellation, so a chat built with `on_message=chat.append` never holds half a
+round: an error or a cancel leaves it exactly as it was after the last complete round.
+
+Semantics follow lmstudio-python: with `max_prediction_rounds=N` the N-th round is offered no
+tools, and the loop ends after a round without tool calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from agentkit.callbacks import fire
+from agentkit.cancel import CancelToken
+from agentkit.chat import AssistantMessage, Message, UserMessage
+from agentkit.config import PredictionConfig
+from agentkit.engines.base import Engine, PredictionRequest
+from agentkit.errors import (
+    ActCancelled,
+    ConfigurationError,
+    InvalidToolRequest,
+    MalformedToolCallError,
+    StructuredOutputError,
+    ToolRetriesExceededError,
+)
+from agentkit.prediction import PredictionCallbacks, RoundPrediction, run_prediction
+from agentkit.results import ActResult, PredictionResult, RoundRecord, StopReason, Usage
+from agentkit.structured import OutputFormat, OutputInvalid
+from agentkit.tool_round import (
+    InvalidRequestHandler,
+    ToolCallOutcome,
+    message_for_invalid_request,
+    run_tool_calls,
+)
+from agentkit.tools.tool import DEFAULT_RETRIES
+from agentkit.tools.toolset import ToolLike, Toolset
+
+__all__ = ["ActCallbacks", "ActOptions", "run_act"]
+
+# Failure counters are keyed by tool name; these keys cover failures that belong to no tool.
+_UNKNOWN_TOOLS = "\0unknown tools"
+_MALFORMED_OUTPUT = "\0malformed tool calls"
+_FINAL_ANSWER = "\0final answer format"
+
+
+@dataclass(frozen=True, slots=True)
+class ActCallbacks:
+    """The round-level callbacks of act(); streaming ones live in `PredictionCallbacks`."""
+
+    on_message: Callable[[Message], Any] | None = None
+    on_round_start: Callable[[int], Any] | None = None
+    on_round_end: Callable[[int], Any] | None = None
+    on_prediction_completed: Callable[[PredictionResult], Any] | None = None
+    stream: PredictionCallbacks = PredictionCallbacks()
+
+
+@dataclass(frozen=True, slots=True)
+class ActOptions:
+    """act()'s keyword options, checked once."""
+
+    max_prediction_rounds: int | None = None
+    max_parallel_tool_calls: int | None = None
+    config: PredictionConfig | None = None
+    response_format: OutputFormat | None = None
+    handle_invalid_tool_request: InvalidRequestHandler | None = None
+    cancel_token: CancelToken | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_prediction_rounds is not None and self.max_prediction_rounds < 1:
+            raise ConfigurationError(
+                f"max_prediction_rounds must be at least 1 (or None), got {self.max_prediction_rounds}"
+            )
+        if self.max_parallel_tool_calls is not None and self.max_parallel_tool_calls < 1:
+            raise ConfigurationError(
+                "max_parallel_tool_calls must be at least 1 (or None for no limit), "
+                f"got {self.max_parallel_tool_calls}"
+            )
+
+
+async def run_act(
+    engine: Engine,
+    identifier: str,
+    model_name: str,
+    history: Iterable[Message],
+    tools: Iterable[ToolLike] | None,
+    options: ActOptions,
+    callbacks: ActCallbacks,
+) -> ActResult:
+    """Run the loop to its end; see `AsyncLLM.act` for the public contract."""
+    run = _Run(engine, identifier, model_name, list(history), Toolset(tools), options, callbacks)
+    token = options.cancel_token
+    if token is None:
+        return await run.loop()
+    with token.attach() as scope:
+        result = await run.loop()
+    if scope.cancelled_caught:
+        raise ActCancelled("the act() run was cancelled through its CancelToken", run.result)
+    return result
+
+
+@dataclass(slots=True)
+class _RoundOutput:
+    """What a round commits, and whether the run stops after it."""
+
+    messages: list[Message]
+    stop: StopReason | None
+    outcomes: list[ToolCallOutcome] = field(default_factory=list)
+    parsed: Any = None
+
+
+class _Run:
+    """The state of one act() run."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        identifier: str,
+        model_name: str,
+        history: list[Message],
+        toolset: Toolset,
+        options: ActOptions,
+        callbacks: ActCallbacks,
+    ) -> None:
+        self.engine = engine
+        self.identifier = identifier
+        self.model_name = model_name
+        self.history = history
+        self.toolset = toolset
+        self.options = options
+        self.callbacks = callbacks
+        self.failures: dict[str, int] = {}
+        self.started = time.perf_counter()
+        self.result = ActResult(
+            rounds=0, total_time_seconds=0.0, final=None, stop_reason=None, usage=Usage()
+        )
+
+    async def loop(self) -> ActResult:
+        limit = self.options.max_prediction_rounds
+        round_index = 0
+        while self.result.stop_reason is None:
+            final_round = limit is not None and round_index == limit - 1
+            await self.round(round_index, final_round)
+            round_index += 1
+        return self.result
+
+    async def round(self, index: int, final_round: bool) -> None:
+        callbacks = self.callbacks
+        await fire(callbacks.on_round_start, index)
+        output_format = self.options.response_format
+        request = PredictionRequest(
+            messages=tuple(self.history),
+            tools=() if final_round else self.toolset.definitions,
+            config=self.options.config,
+            response_format=None if output_format is None else output_format.spec,
+            round_index=index,
+        )
+        predicted = await run_prediction(
+            self.engine, self.identifier, self.model_name, request, callbacks.stream
+        )
+        self.result.usage += predicted.result.usage
+        await fire(callbacks.on_prediction_completed, predicted.result)
+        tools_started = time.perf_counter()
+        if predicted.result.tool_calls or predicted.malformed:
+            output = await self.tool_round(predicted, final_round)
+        else:
+            output = self.answer_round(predicted.result, final_round)
+        record = RoundRecord(
+            index,
+            predicted.result,
+            tuple(outcome.record() for outcome in output.outcomes),
+            time.perf_counter() - tools_started if output.outcomes else 0.0,
+        )
+        with anyio.CancelScope(shield=True):
+            await self.commit(record, output)
+        await fire(callbacks.on_round_end, index)
+
+    async def tool_round(self, predicted: RoundPrediction, final_round: bool) -> _RoundOutput:
+        handler = self.options.handle_invalid_tool_request
+        outcomes = await run_tool_calls(
+            predicted.result.tool_calls,
+            self.toolset,
+            final_round=final_round,
+            max_parallel=self.options.max_parallel_tool_calls,
+            handler=handler,
+        )
+        assistant = predicted.result.message
+        feedback: list[Message] = []
+        for malformed in predicted.malformed:
+            error = MalformedToolCallError(malformed.raw, malformed.reason)
+            feedback.append(
+                UserMessage(content=await message_for_invalid_request(error, None, handler))
+            )
+            assistant = _with_raw_text(assistant, malformed.raw)
+            if not final_round:
+                self.count_failure(_MALFORMED_OUTPUT, DEFAULT_RETRIES, error)
+        if not final_round:
+            for outcome in outcomes:
+                self.count_outcome(outcome)
+        messages: list[Message] = [assistant, *(o.message() for o in outcomes), *feedback]
+        return _RoundOutput(messages, "max_rounds" if final_round else None, outcomes)
+
+    def answer_round(self, prediction: PredictionResult, final_round: bool) -> _RoundOutput:
+        message = prediction.message
+        output_format = self.options.response_format
+        if output_format is None:
+            return _RoundOutput([message], "answered")
+        try:
+            parsed = output_format.parse(message.content)
+        except OutputInvalid as invalid:
+            attempts = self.failures.get(_FINAL_ANSWER, 0) + 1
+            self.failures[_FINAL_ANSWER] = attempts
+            if final_round or attempts > DEFAULT_RETRIES:
+                raise StructuredOutputError(
+                    f"the model's answer does not match response_format ({invalid}); "
+                    f"{attempts} attempt(s) in a row failed. Check that the model can follow "
+                    "the schema, or raise max_prediction_rounds",
+                    message.content,
+                    self.snapshot(),
+                ) from invalid
+            retry = UserMessage(
+                content=f"Your answer does not match the required JSON schema: {invalid}. "
+                "Reply with only a JSON object that matches it."
+            )
+            return _RoundOutput([message, retry], None)
+        return _RoundOutput([message], "answered", parsed=parsed)
+
+    def count_outcome(self, outcome: ToolCallOutcome) -> None:
+        if outcome.tool is None:
+            key, budget = _UNKNOWN_TOOLS, DEFAULT_RETRIES
+        else:
+            key, budget = outcome.tool.name, outcome.tool.retries
+        if outcome.error is None:
+            self.failures.pop(key, None)
+        else:
+            self.count_failure(key, budget, outcome.error)
+
+    def count_failure(self, key: str, budget: int, error: InvalidToolRequest) -> None:
+        failures = self.failures.get(key, 0) + 1
+        self.failures[key] = failures
+        if failures > budget:
+            tool_name = None if key.startswith("\0") else key
+            raise ToolRetriesExceededError(tool_name, failures, error, self.snapshot())
+
+    async def commit(self, record: RoundRecord, output: _RoundOutput) -> None:
+        result = self.result
+        self.history += output.messages
+        result.messages += output.messages
+        result.round_records.append(record)
+        result.rounds += 1
+        result.final = next(m for m in output.messages if isinstance(m, AssistantMessage))
+        result.parsed = output.parsed
+        result.total_time_seconds = time.perf_counter() - self.started
+        for message in output.messages:
+            await fire(self.callbacks.on_message, message)
+        result.stop_reason = output.stop
+
+    def snapshot(self) -> ActResult:
+        """The result so far, for errors that end the run."""
+        self.result.total_time_seconds = time.perf_counter() - self.started
+        return self.result
+
+
+def _with_raw_text(message: Message, raw: str) -> Message:
+    """Keep malformed tool-call text in the assistant message so no output is lost."""
+    if not isinstance(message, AssistantMessage) or raw in message.content:
+        return message
+    content = f"{message.content}\n{raw}" if message.content else raw
+    return message.model_copy(update={"content": content})

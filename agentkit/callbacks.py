@@ -1,0 +1,30 @@
+"""Calling user callbacks: plain functions or coroutines, never able to break a run.
+
+A callback that raises is logged with its name and traceback at ERROR level on the `agentkit`
+logger, and the run goes on (as in lmstudio-python). Python's last-resort handler prints ERROR
+records even when logging was never configured, so a failing callback is never silent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger("agentkit")
+
+__all__ = ["fire", "logger"]
+
+
+async def fire(callback: Callable[..., Any] | None, *args: Any) -> None:
+    """Call `callback(*args)`, awaiting it if it returns an awaitable; log what it raises."""
+    if callback is None:
+        return
+    try:
+        outcome = callback(*args)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:
+        name = getattr(callback, "__qualname__", None) or repr(callback)
+        logger.exception("callback %s raised; the run goes on without it", name)

@@ -1,0 +1,69 @@
+"""`CancelToken`: cancel act() runs and predictions from any thread or task."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+__all__ = ["CancelToken"]
+
+
+class CancelToken:
+    """Cancels the runs it is passed to, from any thread, task or callback.
+
+    `cancel()` is thread-safe and idempotent; a run started with an already-cancelled token is
+    cancelled at once. Running tools are cancelled and the chat receives no partial round.
+    """
+
+    __slots__ = ("_cancelled", "_lock", "_scopes")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._scopes: list[tuple[anyio.CancelScope, anyio.lowlevel.EventLoopToken]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether `cancel()` was called."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Cancel every run using this token, now and in future."""
+        with self._lock:
+            self._cancelled = True
+            scopes = self._scopes.copy()
+        for scope, loop in scopes:
+            _call_in_loop(loop, scope.cancel)
+
+    @contextmanager
+    def attach(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope (entered by the caller) that this token cancels."""
+        scope = anyio.CancelScope()
+        entry = (scope, anyio.lowlevel.current_token())
+        with self._lock:
+            self._scopes.append(entry)
+            if self._cancelled:
+                scope.cancel()
+        try:
+            yield scope
+        finally:
+            with self._lock:
+                self._scopes.remove(entry)
+
+
+def _call_in_loop(loop: anyio.lowlevel.EventLoopToken, function: Any) -> None:
+    """Schedule `function()` on the loop without blocking (safe from any thread)."""
+    native: Any = loop.native_token
+    if hasattr(native, "call_soon_threadsafe"):  # asyncio loop
+        if not native.is_closed():
+            native.call_soon_threadsafe(function)
+    else:  # trio token
+        try:
+            native.run_sync_soon(function)
+        except Exception:  # noqa: S110 - the run already ended with its loop
+            pass

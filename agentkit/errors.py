@@ -1,0 +1,181 @@
+"""One error hierarchy for agentkit.
+
+Every error derives from `AgentkitError`, so `except agentkit.AgentkitError` catches all of them.
+Messages say what happened and what to do about it.
+
+Invalid tool requests (`InvalidToolRequest` and its subclasses) are special: act() does not raise
+them, it turns them into a message the model can act on. They reach user code only as the first
+argument of `handle_invalid_tool_request`, and as the cause of `ToolRetriesExceededError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentkit.results import ActResult
+
+
+class AgentkitError(Exception):
+    """Base class of every error agentkit raises."""
+
+
+class ConfigurationError(AgentkitError, ValueError):
+    """An argument or setting is invalid; the message names it and the accepted values."""
+
+
+class ToolDefinitionError(AgentkitError, TypeError):
+    """A function cannot become a tool (names the function and the parameter at fault)."""
+
+
+class ChatFormatError(AgentkitError, ValueError):
+    """Chat history data (a dict, list or JSON string) is not valid; names the message index."""
+
+
+class EngineError(AgentkitError):
+    """An inference engine failed to load a model or to run a prediction."""
+
+
+class EngineUnavailableError(EngineError):
+    """The requested engine cannot be used on this installation."""
+
+
+class ModelNotFoundError(EngineError):
+    """No model with the requested key or identifier is known to the engine."""
+
+
+class ClientClosedError(AgentkitError):
+    """A client or model handle was used after its client was closed."""
+
+
+class ActError(AgentkitError):
+    """An act() run ended early. `result` holds everything the run did before it ended."""
+
+    def __init__(self, message: str, result: ActResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class ActCancelled(ActError):
+    """The run was cancelled through its `CancelToken`; the chat received no partial round."""
+
+
+class ToolRetriesExceededError(ActError):
+    """A tool (or the model's output format) failed more times in a row than its retry budget."""
+
+    def __init__(
+        self,
+        tool_name: str | None,
+        failures: int,
+        last_error: InvalidToolRequest,
+        result: ActResult | None = None,
+    ) -> None:
+        what = f"tool {tool_name!r}" if tool_name else "the model's tool calls"
+        super().__init__(
+            f"{what} failed {failures} times in a row, exceeding its retry budget; "
+            f"last error: {last_error}. Raise the budget with @agentkit.tool(retries=N), "
+            "fix the tool, or handle the error in handle_invalid_tool_request.",
+            result,
+        )
+        self.tool_name = tool_name
+        self.failures = failures
+        self.last_error = last_error
+
+
+class StructuredOutputError(ActError):
+    """The model's final answer never matched `response_format` within the retry budget."""
+
+    def __init__(self, message: str, raw: str, result: ActResult | None = None) -> None:
+        super().__init__(message, result)
+        self.raw = raw
+
+
+class InvalidToolRequest(AgentkitError):
+    """Base of the problems with one tool call that act() reports back to the model."""
+
+    kind: str = "invalid_request"
+
+
+class UnknownToolError(InvalidToolRequest):
+    """The model asked for a tool that was not offered."""
+
+    kind = "unknown_tool"
+
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        names = ", ".join(repr(n) for n in available) or "none"
+        super().__init__(f"There is no tool named {name!r}. Available tools: {names}.")
+        self.name = name
+        self.available = tuple(available)
+
+
+class ToolArgumentsError(InvalidToolRequest):
+    """The arguments were not a JSON object, or failed validation against the tool's schema."""
+
+    kind = "invalid_arguments"
+
+    def __init__(self, tool_name: str, problems: Sequence[str]) -> None:
+        listed = "; ".join(problems)
+        super().__init__(
+            f"Invalid arguments for tool {tool_name!r}: {listed}. "
+            "Call the tool again with arguments that match its parameters schema."
+        )
+        self.tool_name = tool_name
+        self.problems = tuple(problems)
+
+
+class ToolExecutionError(InvalidToolRequest):
+    """The tool raised an exception; the original is the `__cause__`."""
+
+    kind = "tool_error"
+
+    def __init__(self, tool_name: str, error: BaseException) -> None:
+        super().__init__(f"Tool {tool_name!r} failed: {type(error).__name__}: {error}")
+        self.tool_name = tool_name
+
+
+class ToolTimeoutError(InvalidToolRequest):
+    """The tool did not finish within its timeout and was cancelled."""
+
+    kind = "timeout"
+
+    def __init__(self, tool_name: str, timeout: float) -> None:
+        super().__init__(f"Tool {tool_name!r} did not finish within {timeout:g} s and was stopped.")
+        self.tool_name = tool_name
+        self.timeout = timeout
+
+
+class ToolCallOnFinalRoundError(InvalidToolRequest):
+    """The model called a tool on the last round, where no tools are offered."""
+
+    kind = "final_round"
+
+    def __init__(self, tool_name: str) -> None:
+        super().__init__(
+            f"Tool {tool_name!r} was not run: no tools are available in the final round. "
+            "Answer with what you have."
+        )
+        self.tool_name = tool_name
+
+
+class MalformedToolCallError(InvalidToolRequest):
+    """The model's output looked like a tool call but could not be parsed."""
+
+    kind = "malformed_output"
+
+    def __init__(self, raw: str, reason: str) -> None:
+        super().__init__(
+            f"Your tool call could not be parsed ({reason}). "
+            "Emit each tool call as a JSON object with a tool name and an arguments object."
+        )
+        self.raw = raw
+        self.reason = reason
+
+
+def describe_validation_errors(errors: Sequence[dict[str, Any]]) -> list[str]:
+    """Render pydantic `ValidationError.errors()` as short 'where: what' lines for a model."""
+    rendered = []
+    for error in errors:
+        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+        rendered.append(f"{where}: {error.get('msg', 'invalid value')}")
+    return rendered

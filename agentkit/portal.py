@@ -1,0 +1,92 @@
+"""The background event loop behind the sync API.
+
+Each sync `Client` owns one portal: an anyio event loop in a daemon thread that runs the async
+core. A sync call submits a coroutine and waits for it; if the waiting thread is interrupted
+(Ctrl-C), the coroutine is cancelled instead of being left running in the background.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from agentkit.errors import ClientClosedError
+
+__all__ = ["Portal", "default_portal"]
+
+T = TypeVar("T")
+
+
+class Portal:
+    """An event loop thread that sync code can hand coroutines to."""
+
+    __slots__ = ("_lock", "_loop_thread", "_manager", "_portal")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._manager: AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+        self._loop_thread: int | None = None
+
+    def _started(self) -> BlockingPortal:
+        portal = self._portal
+        if portal is not None:
+            return portal
+        with self._lock:
+            if self._portal is None:
+                self._manager = start_blocking_portal()
+                portal = self._manager.__enter__()
+                self._loop_thread = portal.call(threading.get_ident)
+                self._portal = portal
+            return self._portal
+
+    def call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run `await function(*args)` on the loop and return its result."""
+        if self._manager is None and self._portal is not None:
+            raise ClientClosedError("this client is closed; create a new one")
+        if self.in_loop_thread():
+            raise RuntimeError(
+                "a blocking agentkit call was made on agentkit's own event loop thread (from a "
+                "callback or an async tool?); use the async handle (llm.async_handle) there"
+            )
+        future = self._started().start_task_soon(function, *args)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def in_loop_thread(self) -> bool:
+        """True when called from the portal's own event loop thread."""
+        return self._loop_thread == threading.get_ident()
+
+    def close(self) -> None:
+        """Stop the loop thread; idempotent."""
+        with self._lock:
+            manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.__exit__(None, None, None)
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self._portal is not None and self._manager is None
+
+
+_default: Portal | None = None
+_default_lock = threading.Lock()
+
+
+def default_portal() -> Portal:
+    """The portal shared by sync handles that belong to no client (such as ScriptedModel)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Portal()
+            atexit.register(_default.close)
+        return _default

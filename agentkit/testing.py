@@ -1,0 +1,323 @@
+"""Scripted models for testing agents without inference.
+
+`ScriptedModel` (blocking) and `AsyncScriptedModel` are real model handles whose predictions come
+from a responder instead of a model, so act(), tools, callbacks and errors run exactly as they
+would on a real engine:
+
+    model = ScriptedModel(lambda chat, i: [ToolCall("multiply", {"a": 2, "b": 3})] if i == 0 else "6")
+    result = model.act("What is 2 times 3?", [multiply])
+    assert result.final.text == "6"
+
+A responder is a list of replies (one per prediction, in order) or a callable
+`(chat, round_index)` or `(chat, round_index, request)` that returns one, sync or async. A reply
+is a `str` (the answer), a list of `ToolCall`s (and `Malformed` tool-call text), a `Reply` for
+full control (text with tool calls, reasoning, delays), or an exception instance to raise.
+Text is streamed word by word; usage counts whitespace-separated words as tokens.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+import anyio
+
+from agentkit.chat import AssistantMessage, Chat, Message, ToolCall, UserMessage
+from agentkit.config import LoadConfig
+from agentkit.engines.base import (
+    FirstToken,
+    MalformedToolCall,
+    ModelInstanceInfo,
+    PredictionDone,
+    PredictionEvent,
+    PredictionRequest,
+    PromptProgress,
+    TextDelta,
+    ToolCallRequested,
+)
+from agentkit.errors import AgentkitError, ConfigurationError, ModelNotFoundError
+from agentkit.handles import LLM, AsyncLLM
+from agentkit.portal import default_portal
+from agentkit.results import Usage
+
+__all__ = [
+    "AsyncScriptedModel",
+    "Malformed",
+    "Reply",
+    "ReplyLike",
+    "Responder",
+    "ScriptExhaustedError",
+    "ScriptedEngine",
+    "ScriptedModel",
+    "ToolCall",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Tool-call output the engine could not parse (as a real engine reports it)."""
+
+    raw: str
+    reason: str = "the tool call is not valid JSON"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A scripted prediction with every detail under control."""
+
+    content: str = ""
+    tool_calls: Sequence[ToolCall | Malformed] = ()
+    reasoning: str | None = None
+    delay: float = 0.0
+    """Seconds to wait before the first token (cancellable, like real generation)."""
+    fragment_delay: float = 0.0
+    """Seconds to wait before each further fragment."""
+    finish_reason: str | None = None
+
+
+ReplyLike: TypeAlias = "str | Sequence[ToolCall | Malformed] | Reply | BaseException"
+Responder: TypeAlias = "Sequence[ReplyLike] | Callable[..., ReplyLike | Awaitable[ReplyLike]]"
+
+
+class ScriptExhaustedError(AgentkitError):
+    """A list responder ran out of replies."""
+
+
+_WORDS = re.compile(r"\s*\S+\s*|\s+")
+
+
+@dataclass(slots=True)
+class ScriptedEngine:
+    """An engine whose predictions come from a responder; records every request it gets."""
+
+    responder: Responder
+    model_key: str = "scripted-model"
+    delay: float = 0.0
+    requests: list[PredictionRequest] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    _loaded: dict[str, ModelInstanceInfo] = field(default_factory=dict)
+    _next_index: int = 0
+    _wants_request: bool = False
+
+    def __post_init__(self) -> None:
+        if not callable(self.responder):
+            if isinstance(self.responder, str | bytes) or not isinstance(self.responder, Sequence):
+                raise ConfigurationError("a responder is a list of replies or a callable")
+        else:
+            self._wants_request = _accepts_three_arguments(self.responder)
+
+    @property
+    def provider_name(self) -> str:
+        """gen_ai.provider.name for scripted predictions."""
+        return "agentkit.testing"
+
+    async def get_or_load(
+        self, model_key: str | None, config: LoadConfig | None, ttl: float | None
+    ) -> ModelInstanceInfo:
+        """The instance of the key (default: this engine's model key), created on demand."""
+        key = model_key or self.model_key
+        for info in self._loaded.values():
+            if info.model_key == key:
+                return info
+        return self._register(key, key, config, ttl)
+
+    async def load_new_instance(
+        self, model_key: str, identifier: str | None, config: LoadConfig | None, ttl: float | None
+    ) -> ModelInstanceInfo:
+        """Another instance; identifiers must be unique."""
+        if identifier is None:
+            identifier = f"{model_key}:{len(self._loaded) + 1}"
+        if identifier in self._loaded:
+            raise ConfigurationError(f"an instance named {identifier!r} is already loaded")
+        return self._register(model_key, identifier, config, ttl)
+
+    async def unload(self, identifier: str) -> None:
+        """Forget an instance."""
+        if self._loaded.pop(identifier, None) is None:
+            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}")
+
+    async def list_loaded(self) -> list[ModelInstanceInfo]:
+        """The instances."""
+        return list(self._loaded.values())
+
+    async def aclose(self) -> None:
+        """Forget every instance."""
+        self._loaded.clear()
+
+    def _register(
+        self, key: str, identifier: str, config: LoadConfig | None, ttl: float | None
+    ) -> ModelInstanceInfo:
+        info = ModelInstanceInfo(key, identifier, config or LoadConfig(), ttl)
+        self._loaded[identifier] = info
+        return info
+
+    async def predict(
+        self, identifier: str, request: PredictionRequest
+    ) -> AsyncIterator[PredictionEvent]:
+        """Stream the responder's reply as a real engine would."""
+        if identifier not in self._loaded:
+            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}")
+        self.requests.append(request)
+        reply = _as_reply(await self._reply_for(request))
+        yield PromptProgress(0.0)
+        yield PromptProgress(1.0)
+        if reply.delay or self.delay:
+            await anyio.sleep(reply.delay or self.delay)
+        yield FirstToken()
+        completion = 0
+        for text, reasoning in _fragments(reply):
+            if reply.fragment_delay:
+                await anyio.sleep(reply.fragment_delay)
+            completion += len(text.split())
+            yield TextDelta(text, reasoning)
+        for call in reply.tool_calls:
+            if isinstance(call, Malformed):
+                completion += len(call.raw.split())
+                yield MalformedToolCall(call.raw, call.reason)
+            else:
+                completion += _count_words(_call_text(call))
+                yield ToolCallRequested(call)
+        usage = Usage(_prompt_tokens(request), completion)
+        self.usage += usage
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        yield PredictionDone(usage, finish)
+
+    async def _reply_for(self, request: PredictionRequest) -> ReplyLike:
+        responder = self.responder
+        if not callable(responder):
+            index = self._next_index
+            if index >= len(responder):
+                raise ScriptExhaustedError(
+                    f"the script has {len(responder)} replies and prediction {index + 1} "
+                    "was requested; add replies or end the run sooner"
+                )
+            self._next_index += 1
+            return responder[index]
+        chat = (
+            Chat.from_history(request.prompt)
+            if request.prompt is not None
+            else Chat.from_dict(list(request.messages))
+        )
+        args = (
+            (chat, request.round_index, request)
+            if self._wants_request
+            else (
+                chat,
+                request.round_index,
+            )
+        )
+        reply = responder(*args)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        return reply
+
+
+def _accepts_three_arguments(function: Callable[..., object]) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+def _as_reply(value: object) -> Reply:
+    if isinstance(value, Reply):
+        return value
+    if isinstance(value, BaseException):
+        raise value
+    if isinstance(value, str):
+        return Reply(content=value)
+    if isinstance(value, Sequence) and all(isinstance(c, ToolCall | Malformed) for c in value):
+        return Reply(tool_calls=tuple(value))
+    raise ConfigurationError(
+        f"a scripted reply must be a str, a list of ToolCall/Malformed, a Reply or an exception; "
+        f"got {value!r}"
+    )
+
+
+def _fragments(reply: Reply) -> list[tuple[str, bool]]:
+    pieces = [(w, True) for w in _WORDS.findall(reply.reasoning or "")]
+    return pieces + [(w, False) for w in _WORDS.findall(reply.content)]
+
+
+def _call_text(call: ToolCall) -> str:
+    arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+    return f"{call.name} {arguments}"
+
+
+def _count_words(text: str) -> int:
+    return len(text.split())
+
+
+def _prompt_tokens(request: PredictionRequest) -> int:
+    if request.prompt is not None:
+        return _count_words(request.prompt)
+    return sum(_message_words(message) for message in request.messages)
+
+
+def _message_words(message: Message) -> int:
+    words = _count_words(message.content)
+    if isinstance(message, AssistantMessage):
+        words += sum(_count_words(_call_text(call)) for call in message.tool_calls)
+    return words
+
+
+class AsyncScriptedModel(AsyncLLM):
+    """An async model handle driven by a responder (see the module docstring)."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, responder: Responder, *, model_key: str = "scripted-model", delay: float = 0.0
+    ) -> None:
+        engine = ScriptedEngine(responder, model_key=model_key, delay=delay)
+        super().__init__(engine, engine._register(model_key, model_key, None, None))
+
+    @property
+    def engine(self) -> ScriptedEngine:
+        """The engine, for its recorded `requests` and counted `usage`."""
+        assert isinstance(self._engine, ScriptedEngine)
+        return self._engine
+
+    @property
+    def requests(self) -> list[PredictionRequest]:
+        """Every prediction request so far, in order."""
+        return self.engine.requests
+
+
+class ScriptedModel(LLM):
+    """A blocking model handle driven by a responder (see the module docstring)."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, responder: Responder, *, model_key: str = "scripted-model", delay: float = 0.0
+    ) -> None:
+        super().__init__(
+            AsyncScriptedModel(responder, model_key=model_key, delay=delay), default_portal()
+        )
+
+    @property
+    def engine(self) -> ScriptedEngine:
+        """The engine, for its recorded `requests` and counted `usage`."""
+        inner = self.async_handle
+        assert isinstance(inner, AsyncScriptedModel)
+        return inner.engine
+
+    @property
+    def requests(self) -> list[PredictionRequest]:
+        """Every prediction request so far, in order."""
+        return self.engine.requests
+
+
+def user_text(request: PredictionRequest) -> str:
+    """The last user message's text in a request (handy inside responders)."""
+    for message in reversed(request.messages):
+        if isinstance(message, UserMessage):
+            return message.content
+    return request.prompt or ""

@@ -1,0 +1,194 @@
+"""Running one round's tool calls: validate, run in parallel, report problems to the model.
+
+Every problem with a call (unknown tool, arguments that are not a JSON object or fail
+validation, a tool that raised or timed out, a call on the final round) becomes an
+`InvalidToolRequest`, which `handle_invalid_tool_request` may reword or turn into an exception.
+Results come back in request order whatever order the calls finish in.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import anyio
+
+from agentkit.chat import ToolCall, ToolResultMessage
+from agentkit.errors import (
+    InvalidToolRequest,
+    ToolArgumentsError,
+    ToolCallOnFinalRoundError,
+    ToolExecutionError,
+    ToolTimeoutError,
+    UnknownToolError,
+)
+from agentkit.results import ToolCallRecord
+from agentkit.tools.signature import BoundArguments
+from agentkit.tools.tool import Tool, render_result
+from agentkit.tools.toolset import Toolset
+
+__all__ = [
+    "InvalidRequestHandler",
+    "ToolCallOutcome",
+    "message_for_invalid_request",
+    "run_tool_calls",
+]
+
+InvalidRequestHandler: TypeAlias = Callable[
+    [InvalidToolRequest, ToolCall | None], "str | None | Awaitable[str | None]"
+]
+
+
+@dataclass(slots=True)
+class ToolCallOutcome:
+    """What one call produced: the message for the model and, on failure, the error."""
+
+    call: ToolCall
+    tool: Tool[..., Any] | None
+    content: str = ""
+    error: InvalidToolRequest | None = None
+    duration_seconds: float = 0.0
+
+    def message(self) -> ToolResultMessage:
+        """The tool result message to commit to the chat."""
+        return ToolResultMessage(
+            tool_call_id=self.call.id,
+            name=self.call.name,
+            content=self.content,
+            is_error=self.error is not None,
+        )
+
+    def record(self) -> ToolCallRecord:
+        """The call as it appears in the round's record."""
+        error = None if self.error is None else self.error.kind
+        return ToolCallRecord(self.call, self.content, error, self.duration_seconds)
+
+
+async def run_tool_calls(
+    calls: Sequence[ToolCall],
+    toolset: Toolset,
+    *,
+    final_round: bool,
+    max_parallel: int | None,
+    handler: InvalidRequestHandler | None,
+) -> list[ToolCallOutcome]:
+    """Run the calls (sequential tools alone, the rest concurrently); outcomes in call order."""
+    outcomes = [ToolCallOutcome(call, toolset.get(call.name)) for call in calls]
+    runnable: list[tuple[ToolCallOutcome, BoundArguments]] = []
+    for outcome in outcomes:
+        bound = _prepare(outcome, toolset, final_round)
+        if bound is not None:
+            runnable.append((outcome, bound))
+    limiter = anyio.CapacityLimiter(max_parallel) if max_parallel else None
+    for batch in _batches(runnable):
+        if len(batch) == 1:
+            await _execute(*batch[0], limiter)
+            continue
+        async with anyio.create_task_group() as group:
+            for outcome, bound in batch:
+                group.start_soon(_execute, outcome, bound, limiter)
+    for outcome in outcomes:
+        if outcome.error is not None:
+            outcome.content = await message_for_invalid_request(
+                outcome.error, outcome.call, handler
+            )
+    return outcomes
+
+
+def _prepare(
+    outcome: ToolCallOutcome, toolset: Toolset, final_round: bool
+) -> BoundArguments | None:
+    """Validate one call; on a problem, record it on the outcome and return None."""
+    call, tool = outcome.call, outcome.tool
+    try:
+        if final_round:
+            raise ToolCallOnFinalRoundError(call.name)
+        if tool is None:
+            raise UnknownToolError(call.name, toolset.names)
+        arguments = call.arguments
+        if isinstance(arguments, str):
+            raise ToolArgumentsError(call.name, [_why_not_an_object(arguments)])
+        return tool.bind(arguments)
+    except InvalidToolRequest as error:
+        outcome.error = error
+        return None
+
+
+def _why_not_an_object(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        return f"the arguments are not valid JSON ({error.msg} at position {error.pos})"
+    return f"the arguments must be a JSON object, got {type(value).__name__}"
+
+
+def _batches(
+    runnable: list[tuple[ToolCallOutcome, BoundArguments]],
+) -> list[list[tuple[ToolCallOutcome, BoundArguments]]]:
+    """Consecutive parallel-safe calls share a batch; a sequential tool's call is alone."""
+    batches: list[list[tuple[ToolCallOutcome, BoundArguments]]] = []
+    for item in runnable:
+        tool = item[0].tool
+        if tool is not None and tool.sequential:
+            batches.append([item])
+        elif batches and not _is_sequential(batches[-1]):
+            batches[-1].append(item)
+        else:
+            batches.append([item])
+    return batches
+
+
+def _is_sequential(batch: list[tuple[ToolCallOutcome, BoundArguments]]) -> bool:
+    tool = batch[0][0].tool
+    return tool is not None and tool.sequential
+
+
+async def _execute(
+    outcome: ToolCallOutcome, bound: BoundArguments, limiter: anyio.CapacityLimiter | None
+) -> None:
+    tool = outcome.tool
+    assert tool is not None  # only validated calls get here
+    if limiter is not None:
+        async with limiter:
+            await _execute_now(outcome, tool, bound)
+    else:
+        await _execute_now(outcome, tool, bound)
+
+
+async def _execute_now(
+    outcome: ToolCallOutcome, tool: Tool[..., Any], bound: BoundArguments
+) -> None:
+    started = time.perf_counter()
+    try:
+        if tool.timeout is None:
+            value = await tool.run(bound)
+        else:
+            with anyio.move_on_after(tool.timeout) as scope:
+                value = await tool.run(bound)
+            if scope.cancelled_caught:
+                outcome.error = ToolTimeoutError(tool.name, tool.timeout)
+                return
+        outcome.content = render_result(value)
+    except Exception as error:
+        failure = ToolExecutionError(tool.name, error)
+        failure.__cause__ = error
+        outcome.error = failure
+    finally:
+        outcome.duration_seconds = time.perf_counter() - started
+
+
+async def message_for_invalid_request(
+    error: InvalidToolRequest, call: ToolCall | None, handler: InvalidRequestHandler | None
+) -> str:
+    """The text the model gets for a failed call: the handler's, or the error's own."""
+    if handler is not None:
+        replacement = handler(error, call)
+        if inspect.isawaitable(replacement):
+            replacement = await replacement
+        if replacement is not None:
+            return str(replacement)
+    return str(error)

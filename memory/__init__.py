@@ -1,0 +1,1 @@
+"""Session stores and context-window policies (planned: see the README roadmap)."""

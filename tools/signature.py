@@ -1,0 +1,204 @@
+"""Turning a typed Python function into a parameters schema and an argument validator.
+
+The parameters become fields of a generated pydantic model, so validation, coercion and JSON
+Schema generation are pydantic's. Fields get positional internal names with the parameter name
+as alias: a parameter called `json`, `copy` or `model_config` cannot collide with BaseModel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import inspect
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+from pydantic.fields import FieldInfo
+from typing_extensions import is_typeddict
+
+from agentkit.errors import ToolArgumentsError, ToolDefinitionError, describe_validation_errors
+from agentkit.tools.docstrings import parse_docstring
+
+__all__ = ["FunctionSignature", "analyse_function"]
+
+_SCALARS: frozenset[object] = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        bytes,
+        type(None),
+        None,
+        Any,
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        decimal.Decimal,
+        uuid.UUID,
+    }
+)
+_CONTAINERS: frozenset[object] = frozenset(
+    {list, tuple, set, frozenset, dict}
+    | {typing.List, typing.Tuple, typing.Set, typing.FrozenSet, typing.Dict}  # noqa: UP006
+    | {typing.Sequence, typing.Mapping}  # noqa: UP006
+    | {
+        __import__("collections.abc").abc.Sequence,
+        __import__("collections.abc").abc.Mapping,
+    }
+)
+_SUPPORTED = (
+    "str, int, float, bool, None, list, tuple, set, dict, Optional/Union, Literal, Enum, "
+    "datetime/date/time, dataclasses, TypedDict and pydantic models"
+)
+
+
+class BoundArguments(NamedTuple):
+    """Validated arguments, split the way the function must be called."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class FunctionSignature:
+    """A function's parameters as a JSON Schema plus a validator producing call arguments."""
+
+    __slots__ = ("_model", "_positional", "_keyword", "description", "parameters_schema")
+
+    def __init__(
+        self,
+        model: type[BaseModel],
+        positional: tuple[str, ...],
+        keyword: tuple[tuple[str, str], ...],
+        description: str,
+    ) -> None:
+        self._model = model
+        self._positional = positional
+        self._keyword = keyword
+        self.description = description
+        self.parameters_schema = _tidy_schema(model.model_json_schema())
+
+    def bind(self, tool_name: str, arguments: Mapping[str, Any]) -> BoundArguments:
+        """Validate the model's arguments; raises `ToolArgumentsError` listing every problem."""
+        try:
+            values = self._model.model_validate(arguments)
+        except ValidationError as error:
+            raise ToolArgumentsError(tool_name, _describe(error, self._model)) from error
+        state = values.__dict__
+        return BoundArguments(
+            tuple(state[field] for field in self._positional),
+            {name: state[field] for field, name in self._keyword},
+        )
+
+
+def analyse_function(function: Callable[..., Any], tool_name: str) -> FunctionSignature:
+    """Build the signature of a function, or raise `ToolDefinitionError` naming what is wrong."""
+    label = getattr(function, "__qualname__", tool_name)
+    try:
+        signature = inspect.signature(function)
+        hints = typing.get_type_hints(function, include_extras=True)
+    except (TypeError, ValueError, NameError) as error:
+        raise ToolDefinitionError(f"tool {label!r}: cannot read its signature: {error}") from error
+    docs = parse_docstring(inspect.getdoc(function))
+    fields: dict[str, Any] = {}
+    positional: list[str] = []
+    keyword: list[tuple[str, str]] = []
+    for index, (name, parameter) in enumerate(signature.parameters.items()):
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            star = "*" if parameter.kind is parameter.VAR_POSITIONAL else "**"
+            raise ToolDefinitionError(
+                f"tool {label!r}: parameter {star}{name} is not supported; "
+                "tools need named, annotated parameters"
+            )
+        if name not in hints:
+            raise ToolDefinitionError(
+                f"tool {label!r}: parameter {name!r} has no type annotation; "
+                "annotate it so the model knows what to send"
+            )
+        annotation = hints[name]
+        _check_supported(annotation, label, name)
+        field_name = f"p{index}"
+        default = ... if parameter.default is parameter.empty else parameter.default
+        info = Field(default, alias=name)
+        if name in docs.params and not _has_description(annotation):
+            info = Field(default, alias=name, description=docs.params[name])
+        fields[field_name] = (annotation, info)
+        if parameter.kind is parameter.POSITIONAL_ONLY:
+            positional.append(field_name)
+        else:
+            keyword.append((field_name, name))
+    try:
+        model = create_model(  # type: ignore[call-overload]
+            f"{tool_name}_arguments",
+            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+            **fields,
+        )
+        return FunctionSignature(model, tuple(positional), tuple(keyword), docs.description)
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError) as error:
+        raise ToolDefinitionError(
+            f"tool {label!r}: its parameters cannot be described as JSON Schema: {error}"
+        ) from error
+
+
+def _check_supported(annotation: Any, label: str, parameter: str) -> None:
+    if _is_supported(annotation):
+        return
+    raise ToolDefinitionError(
+        f"tool {label!r}: parameter {parameter!r} has unsupported type {annotation!r}; "
+        f"supported: {_SUPPORTED}"
+    )
+
+
+def _is_supported(annotation: Any) -> bool:
+    if annotation in _SCALARS or annotation in _CONTAINERS:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_supported(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType) or origin in _CONTAINERS:
+        return all(arg is Ellipsis or _is_supported(arg) for arg in typing.get_args(annotation))
+    if isinstance(annotation, type):
+        return (
+            issubclass(annotation, enum.Enum | BaseModel)
+            or dataclasses.is_dataclass(annotation)
+            or is_typeddict(annotation)
+        )
+    return False
+
+
+def _has_description(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is not typing.Annotated:
+        return False
+    return any(isinstance(meta, FieldInfo) and meta.description for meta in annotation.__metadata__)
+
+
+def _tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop the titles pydantic derives from names: they repeat the name and cost tokens."""
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+    schema.setdefault("properties", {})
+    return schema
+
+
+def _describe(error: ValidationError, model: type[BaseModel]) -> list[str]:
+    aliases = {field: info.alias for field, info in model.model_fields.items()}
+    errors = []
+    for item in error.errors(include_url=False):
+        loc = item["loc"]
+        first = aliases.get(str(loc[0]), loc[0]) if loc else None
+        renamed = dict(item)
+        renamed["loc"] = (first, *loc[1:]) if loc else ()
+        errors.append(renamed)
+    return describe_validation_errors(errors)

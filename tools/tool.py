@@ -1,0 +1,258 @@
+"""`Tool`: a callable the model may invoke, with its schema, validator and run policy.
+
+Make one from a typed function (`agentkit.tool` or just passing the function to act()), or from
+an explicit name, description and JSON Schema (`define_tool`) for tools defined elsewhere, such
+as MCP servers. A `Tool` made from a function is still that function: calling it calls it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import anyio.to_thread
+import pydantic_core
+
+from agentkit.engines.base import ToolDefinition
+from agentkit.errors import ToolArgumentsError, ToolDefinitionError
+from agentkit.tools import json_schema
+from agentkit.tools.signature import BoundArguments, FunctionSignature, analyse_function
+
+__all__ = ["DEFAULT_RETRIES", "Tool", "define_tool", "render_result", "tool"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_RETRIES = 3
+"""How many failed calls in a row a tool gets before act() gives up on it."""
+
+_VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class Tool(Generic[P, R]):
+    """A tool: what the model is told about it, how its arguments are checked, how it runs."""
+
+    __slots__ = (
+        "__wrapped__",
+        "_bind",
+        "definition",
+        "description",
+        "function",
+        "is_async",
+        "name",
+        "parameters",
+        "retries",
+        "sequential",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        function: Callable[P, R],
+        *,
+        name: str,
+        description: str,
+        parameters: dict[str, Any],
+        bind: Callable[[str, Mapping[str, Any]], BoundArguments],
+        timeout: float | None = None,
+        retries: int = DEFAULT_RETRIES,
+        sequential: bool = False,
+    ) -> None:
+        if not _VALID_NAME.match(name):
+            raise ToolDefinitionError(
+                f"tool name {name!r} is not valid: use 1-64 letters, digits, '_' or '-'"
+            )
+        if timeout is not None and timeout <= 0:
+            raise ToolDefinitionError(f"tool {name!r}: timeout must be positive, got {timeout}")
+        if retries < 0:
+            raise ToolDefinitionError(f"tool {name!r}: retries must be >= 0, got {retries}")
+        self.function = function
+        self.__wrapped__ = function
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+        self.timeout = timeout
+        self.retries = retries
+        self.sequential = sequential
+        self.is_async = _is_async_callable(function)
+        self._bind = bind
+        self.definition = ToolDefinition(name, description, parameters)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+    def bind(self, arguments: Mapping[str, Any]) -> BoundArguments:
+        """Validate the model's arguments; raises `ToolArgumentsError` on any problem."""
+        return self._bind(self.name, arguments)
+
+    async def run(self, bound: BoundArguments) -> Any:
+        """Run the tool: coroutines on the event loop, sync functions in a worker thread."""
+        if self.is_async:
+            result: Any = self.function(*bound.args, **bound.kwargs)
+            return await result
+        call = functools.partial(self.function, *bound.args, **bound.kwargs)
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+    def with_options(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        sequential: bool | None = None,
+    ) -> Tool[P, R]:
+        """A copy of this tool with some options changed."""
+        return Tool(
+            self.function,
+            name=self.name if name is None else name,
+            description=self.description if description is None else description,
+            parameters=self.parameters,
+            bind=self._bind,
+            timeout=self.timeout if timeout is None else timeout,
+            retries=self.retries if retries is None else retries,
+            sequential=self.sequential if sequential is None else sequential,
+        )
+
+
+def _is_async_callable(function: Callable[..., Any]) -> bool:
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - async callable objects
+    )
+
+
+def tool_from_function(
+    function: Callable[P, R],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    sequential: bool = False,
+) -> Tool[P, R]:
+    """Build a `Tool` from a typed function (see `tool` for the options)."""
+    tool_name = name or getattr(function, "__name__", None) or type(function).__name__
+    if tool_name == "<lambda>":
+        raise ToolDefinitionError(
+            "a lambda has no name to offer the model: use agentkit.tool(fn, name=...) "
+            "or a def with a docstring"
+        )
+    signature: FunctionSignature = analyse_function(function, tool_name)
+    return Tool(
+        function,
+        name=tool_name,
+        description=signature.description if description is None else description,
+        parameters=signature.parameters_schema,
+        bind=signature.bind,
+        timeout=timeout,
+        retries=retries,
+        sequential=sequential,
+    )
+
+
+@overload
+def tool(function: Callable[P, R], /) -> Tool[P, R]: ...
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    sequential: bool = False,
+) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
+def tool(
+    function: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    sequential: bool = False,
+) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
+    """Make a function a tool, optionally overriding its name and description.
+
+    Args:
+        function: the function (when used as `@tool` without parentheses).
+        name: the tool name the model sees; defaults to the function name.
+        description: what the tool does; defaults to the docstring's summary.
+        timeout: seconds after which a call is cancelled and reported to the model as failed.
+        retries: failed calls in a row the model may make before act() gives up.
+        sequential: never run this tool at the same time as any other call.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Tool[P, R]:
+        return tool_from_function(
+            fn,
+            name=name,
+            description=description,
+            timeout=timeout,
+            retries=retries,
+            sequential=sequential,
+        )
+
+    return decorate if function is None else decorate(function)
+
+
+def define_tool(
+    name: str,
+    description: str,
+    parameters: Mapping[str, Any],
+    implementation: Callable[..., Any] | Callable[..., Awaitable[Any]],
+    *,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    sequential: bool = False,
+) -> Tool[..., Any]:
+    """A tool from an explicit JSON Schema; the implementation gets the arguments as keywords.
+
+    Use it for tools described elsewhere (MCP servers, OpenAPI, configuration files). The schema
+    is checked now; arguments are validated against it on every call.
+    """
+    if not callable(implementation):
+        raise ToolDefinitionError(f"tool {name!r}: implementation must be callable")
+    schema = dict(parameters)
+    try:
+        json_schema.check_schema(schema)
+    except json_schema.SchemaError as error:
+        raise ToolDefinitionError(f"tool {name!r}: invalid parameters schema: {error}") from error
+    if schema.get("type", "object") != "object":
+        raise ToolDefinitionError(
+            f"tool {name!r}: the parameters schema must describe an object, "
+            f"got type {schema.get('type')!r}"
+        )
+    schema.setdefault("type", "object")
+    schema.setdefault("properties", {})
+
+    def bind(tool_name: str, arguments: Mapping[str, Any]) -> BoundArguments:
+        problems = json_schema.validate(arguments, schema)
+        if problems:
+            raise ToolArgumentsError(tool_name, problems)
+        return BoundArguments((), dict(arguments))
+
+    return Tool(
+        implementation,
+        name=name,
+        description=description,
+        parameters=schema,
+        bind=bind,
+        timeout=timeout,
+        retries=retries,
+        sequential=sequential,
+    )
+
+
+def render_result(value: object) -> str:
+    """Tool output as the text the model reads: strings as they are, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return pydantic_core.to_json(value, fallback=repr).decode()

@@ -1,0 +1,1 @@
+"""OpenTelemetry tracing of act() runs (planned: see the README roadmap)."""
