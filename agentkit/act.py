@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from agentkit.callbacks import fire
 from agentkit.cancel import CancelToken
@@ -147,6 +148,9 @@ class _Run:
         limit = self.options.max_prediction_rounds
         round_index = 0
         while self.result.stop_reason is None:
+            # Scripted or cached predictions may never yield to the loop: give a pending
+            # cancellation its chance before each round.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             final_round = limit is not None and round_index == limit - 1
             await self.round(round_index, final_round)
             round_index += 1
@@ -269,9 +273,9 @@ class _Run:
         return self.result
 
 
-def _with_raw_text(message: Message, raw: str) -> Message:
+def _with_raw_text(message: AssistantMessage, raw: str) -> AssistantMessage:
     """Keep malformed tool-call text in the assistant message so no output is lost."""
-    if not isinstance(message, AssistantMessage) or raw in message.content:
+    if raw in message.content:
         return message
     content = f"{message.content}\n{raw}" if message.content else raw
     return message.model_copy(update={"content": content})

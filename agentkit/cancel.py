@@ -42,7 +42,7 @@ class CancelToken:
 
     @contextmanager
     def attach(self) -> Iterator[anyio.CancelScope]:
-        """A cancel scope (entered by the caller) that this token cancels."""
+        """Enter a cancel scope that this token cancels; check `cancelled_caught` after."""
         scope = anyio.CancelScope()
         entry = (scope, anyio.lowlevel.current_token())
         with self._lock:
@@ -50,7 +50,8 @@ class CancelToken:
             if self._cancelled:
                 scope.cancel()
         try:
-            yield scope
+            with scope:
+                yield scope
         finally:
             with self._lock:
                 self._scopes.remove(entry)

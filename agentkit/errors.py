@@ -10,7 +10,7 @@ argument of `handle_invalid_tool_request`, and as the cause of `ToolRetriesExcee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class MalformedToolCallError(InvalidToolRequest):
         self.reason = reason
 
 
-def describe_validation_errors(errors: Sequence[dict[str, Any]]) -> list[str]:
+def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> list[str]:
     """Render pydantic `ValidationError.errors()` as short 'where: what' lines for a model."""
     rendered = []
     for error in errors:

@@ -1,0 +1,611 @@
+"""Framework overhead per run: agentkit beside pydantic-ai, both driven by scripted models.
+
+Run it from the repository root (pydantic-ai comes with the `bench` extra):
+
+    python bench/overhead.py               # full run, about a minute at most
+    python bench/overhead.py --quick       # a few seconds, for a rough look
+    python bench/overhead.py --rounds 40   # more rounds, steadier medians
+    python bench/overhead.py --profile tool-sync   # cProfile agentkit's side of one case
+
+What it measures: the time a framework itself spends on a run when the model costs nothing.
+agentkit runs on `agentkit.testing.ScriptedModel` / `AsyncScriptedModel`; pydantic-ai runs an
+`Agent` on `pydantic_ai.models.function.FunctionModel`. Neither model sleeps. Three scenarios:
+
+1. single-turn     the model answers "hello" directly, no tools.
+2. one tool call   the model calls `multiply(a=2, b=3)` (a sync function) in round 0, then
+                   answers "6".
+3. 25-turn chat    25 runs in a row, each continuing the conversation (agentkit: a `Chat` grown
+                   with `on_message=chat.append` and `chat.add_user_message`; pydantic-ai:
+                   `message_history=result.all_messages()`); the time is per whole conversation.
+
+Each scenario is measured through both APIs and compared like with like: agentkit's blocking
+`model.act(...)` against `agent.run_sync(...)`, and `await model.act(...)` against
+`await agent.run(...)` inside one event loop. Models and agents are built once, outside the
+timed loops; per-run work a user would do (such as making the conversation's `Chat`) is timed.
+
+The machine's speed drifts, so the two frameworks are timed in alternating batches over several
+rounds (which one goes first alternates too); each batch gives a mean per run, and the table
+shows the median of those means. The ratio is agentkit / pydantic-ai; the target is <= 0.10.
+Every case is checked for the expected final answer before it is timed.
+
+It also reports import laziness: in fresh subprocesses, the wall time of `import agentkit` and
+whether that import pulled in engines, the OpenTelemetry SDK, server libraries or pydantic-ai.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_ai import Agent
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+import agentkit
+from agentkit import ActResult, Chat, ToolResultMessage
+from agentkit.portal import default_portal
+from agentkit.testing import AsyncScriptedModel, ScriptedModel, ToolCall
+
+TURNS = 25
+TARGET_RATIO = 0.10
+SCENARIOS = ("single-turn", "one tool call", f"{TURNS}-turn conversation")
+SCENARIO_KEYS = {"single": SCENARIOS[0], "tool": SCENARIOS[1], "conversation": SCENARIOS[2]}
+APIS = ("sync", "async")
+FRAMEWORKS = ("agentkit", "pydantic-ai")
+LAZY_MODULES = (
+    "llama_cpp",
+    "lmstudio",
+    "opentelemetry.sdk",
+    "httpx",
+    "websockets",
+    "uvicorn",
+    "fastapi",
+    "pydantic_ai",
+)
+TOOL_PROMPT = "What is 2 times 3?"
+HELLO_PROMPT = "Say hello."
+
+
+# -- the tool and the scripted models ----------------------------------------------------------
+
+
+def multiply(a: float, b: float) -> float:
+    """Multiply two numbers."""
+    return a * b
+
+
+def agentkit_hello(chat: Chat, round_index: int) -> str:
+    """agentkit responder: answer directly."""
+    return "hello"
+
+
+def agentkit_multiply(chat: Chat, round_index: int) -> str | list[ToolCall]:
+    """agentkit responder: call multiply in round 0, then answer."""
+    return [ToolCall("multiply", {"a": 2, "b": 3})] if round_index == 0 else "6"
+
+
+def pydantic_hello(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """pydantic-ai FunctionModel: answer directly."""
+    return ModelResponse(parts=[TextPart("hello")])
+
+
+def pydantic_multiply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """pydantic-ai FunctionModel: call multiply first, answer once its result is back."""
+    if any(isinstance(part, ToolReturnPart) for part in messages[-1].parts):
+        return ModelResponse(parts=[TextPart("6")])
+    return ModelResponse(parts=[ToolCallPart("multiply", {"a": 2, "b": 3})])
+
+
+# -- the cases -------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One (scenario, API, framework) combination: a run to time and a check of its result."""
+
+    scenario: str
+    api: str
+    framework: str
+    run: Callable[[], Any]
+    """One run; returns the result for `check` (a coroutine function when api == "async")."""
+    check: Callable[[Any], None]
+    reset: Callable[[], None] = lambda: None
+    """Called between batches, outside the timing."""
+    batch_size: int = 1
+    means: list[float] = field(default_factory=list)
+    """Seconds per run, one entry per timed batch."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.framework} {self.scenario} ({self.api})"
+
+    def call_once(self, loop: asyncio.Runner) -> Any:
+        return loop.run(self.run()) if self.api == "async" else self.run()
+
+    def time_batch(self, size: int, loop: asyncio.Runner) -> float:
+        """Mean seconds per run over `size` consecutive runs."""
+        self.reset()
+        gc.collect()
+        if self.api == "async":
+            return loop.run(_timed_async(self.run, size)) / size
+        run = self.run
+        start = time.perf_counter()
+        for _ in range(size):
+            run()
+        return (time.perf_counter() - start) / size
+
+
+async def _timed_async(run: Callable[[], Awaitable[Any]], size: int) -> float:
+    start = time.perf_counter()
+    for _ in range(size):
+        await run()
+    return time.perf_counter() - start
+
+
+def check_agentkit_answer(expected: str, rounds: int) -> Callable[[Any], None]:
+    def check(result: ActResult) -> None:
+        assert result.final is not None, result
+        assert result.final.text == expected, result
+        assert result.rounds == rounds, result
+        assert result.stop_reason == "answered", result
+        if rounds == 2:
+            tool_result = result.messages[1]
+            assert isinstance(tool_result, ToolResultMessage), result.messages
+            assert tool_result.name == "multiply", tool_result
+            assert float(tool_result.content) == 6.0, tool_result
+
+    return check
+
+
+def check_agentkit_conversation(chat: Chat) -> None:
+    assert len(chat) == 2 * TURNS, chat
+    assert all(message.content == "hello" for message in chat.messages[1::2]), chat
+
+
+def check_pydantic_answer(expected: str, tool_called: bool) -> Callable[[Any], None]:
+    def check(result: Any) -> None:
+        assert result.output == expected, result
+        returns = [
+            part
+            for message in result.all_messages()
+            for part in message.parts
+            if isinstance(part, ToolReturnPart)
+        ]
+        if tool_called:
+            assert len(returns) == 1, returns
+            assert returns[0].tool_name == "multiply", returns
+            assert returns[0].content == 6.0, returns
+        else:
+            assert not returns, returns
+
+    return check
+
+
+def check_pydantic_conversation(result: Any) -> None:
+    check_pydantic_answer("hello", tool_called=False)(result)
+    assert len(result.all_messages()) == 2 * TURNS, result.all_messages()
+
+
+def build_cases() -> list[Case]:
+    """Every case, with models and agents built once here."""
+    ak_hello = ScriptedModel(agentkit_hello)
+    ak_tool = ScriptedModel(agentkit_multiply)
+    ak_hello_async = AsyncScriptedModel(agentkit_hello)
+    ak_tool_async = AsyncScriptedModel(agentkit_multiply)
+    pai_hello = Agent(FunctionModel(pydantic_hello))
+    pai_tool = Agent(FunctionModel(pydantic_multiply), tools=[multiply])
+
+    def forget_requests() -> None:
+        # Scripted models record every request; drop them so memory stays flat across batches.
+        for model in (ak_hello, ak_tool, ak_hello_async, ak_tool_async):
+            model.requests.clear()
+
+    # agentkit, blocking
+    def ak_single() -> ActResult:
+        return ak_hello.act(HELLO_PROMPT)
+
+    def ak_one_tool() -> ActResult:
+        return ak_tool.act(TOOL_PROMPT, [multiply])
+
+    def ak_conversation() -> Chat:
+        chat = Chat()
+        for turn in range(TURNS):
+            chat.add_user_message(f"Message {turn}")
+            ak_hello.act(chat, on_message=chat.append)
+        return chat
+
+    # agentkit, async
+    async def ak_single_async() -> ActResult:
+        return await ak_hello_async.act(HELLO_PROMPT)
+
+    async def ak_one_tool_async() -> ActResult:
+        return await ak_tool_async.act(TOOL_PROMPT, [multiply])
+
+    async def ak_conversation_async() -> Chat:
+        chat = Chat()
+        for turn in range(TURNS):
+            chat.add_user_message(f"Message {turn}")
+            await ak_hello_async.act(chat, on_message=chat.append)
+        return chat
+
+    # pydantic-ai, blocking
+    def pai_single() -> Any:
+        return pai_hello.run_sync(HELLO_PROMPT)
+
+    def pai_one_tool() -> Any:
+        return pai_tool.run_sync(TOOL_PROMPT)
+
+    def pai_conversation() -> Any:
+        history: list[ModelMessage] | None = None
+        for turn in range(TURNS):
+            result = pai_hello.run_sync(f"Message {turn}", message_history=history)
+            history = result.all_messages()
+        return result
+
+    # pydantic-ai, async
+    async def pai_single_async() -> Any:
+        return await pai_hello.run(HELLO_PROMPT)
+
+    async def pai_one_tool_async() -> Any:
+        return await pai_tool.run(TOOL_PROMPT)
+
+    async def pai_conversation_async() -> Any:
+        history: list[ModelMessage] | None = None
+        for turn in range(TURNS):
+            result = await pai_hello.run(f"Message {turn}", message_history=history)
+            history = result.all_messages()
+        return result
+
+    single, tool, conversation = SCENARIOS
+    ak_hello_ok = check_agentkit_answer("hello", rounds=1)
+    ak_tool_ok = check_agentkit_answer("6", rounds=2)
+    pai_hello_ok = check_pydantic_answer("hello", tool_called=False)
+    pai_tool_ok = check_pydantic_answer("6", tool_called=True)
+    reset = forget_requests
+    return [
+        Case(single, "sync", "agentkit", ak_single, ak_hello_ok, reset),
+        Case(single, "sync", "pydantic-ai", pai_single, pai_hello_ok),
+        Case(tool, "sync", "agentkit", ak_one_tool, ak_tool_ok, reset),
+        Case(tool, "sync", "pydantic-ai", pai_one_tool, pai_tool_ok),
+        Case(conversation, "sync", "agentkit", ak_conversation, check_agentkit_conversation, reset),
+        Case(conversation, "sync", "pydantic-ai", pai_conversation, check_pydantic_conversation),
+        Case(single, "async", "agentkit", ak_single_async, ak_hello_ok, reset),
+        Case(single, "async", "pydantic-ai", pai_single_async, pai_hello_ok),
+        Case(tool, "async", "agentkit", ak_one_tool_async, ak_tool_ok, reset),
+        Case(tool, "async", "pydantic-ai", pai_one_tool_async, pai_tool_ok),
+        Case(
+            conversation,
+            "async",
+            "agentkit",
+            ak_conversation_async,
+            check_agentkit_conversation,
+            reset,
+        ),
+        Case(
+            conversation,
+            "async",
+            "pydantic-ai",
+            pai_conversation_async,
+            check_pydantic_conversation,
+        ),
+    ]
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+
+def verify(cases: list[Case], loop: asyncio.Runner) -> None:
+    """Run every case a few times (also warming it up) and check its answer."""
+    for case in cases:
+        for _ in range(3):
+            try:
+                case.check(case.call_once(loop))
+            except AssertionError as error:
+                raise SystemExit(
+                    f"{case.name} did not produce the expected answer: {error}"
+                ) from None
+
+
+def calibrate(case: Case, batch_seconds: float, loop: asyncio.Runner) -> None:
+    """Pick a batch size whose batch takes about `batch_seconds`."""
+    size = 1
+    while True:
+        per_run = case.time_batch(size, loop)
+        if per_run * size >= batch_seconds / 4 or size >= 1 << 20:
+            break
+        size *= 4
+    case.batch_size = max(1, math.ceil(batch_seconds / per_run))
+
+
+def measure(cases: list[Case], rounds: int, loop: asyncio.Runner) -> None:
+    """Interleave agentkit and pydantic-ai batches of each (scenario, API), round after round."""
+    pairs = [cases[i : i + 2] for i in range(0, len(cases), 2)]
+    for round_index in range(rounds):
+        for pair in pairs:
+            order = pair if round_index % 2 == 0 else pair[::-1]
+            for case in order:
+                case.means.append(case.time_batch(case.batch_size, loop))
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    agentkit_us: float
+    pydantic_us: float
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+
+
+def summarise(cases: list[Case], api: str) -> list[Row]:
+    rows = []
+    for scenario in SCENARIOS:
+        ak, pai = (
+            next(c for c in cases if (c.scenario, c.api, c.framework) == (scenario, api, fw))
+            for fw in FRAMEWORKS
+        )
+        ak_us = statistics.median(ak.means) * 1e6
+        pai_us = statistics.median(pai.means) * 1e6
+        # Each round's two batches ran back to back; their ratios show how stable the ratio is.
+        paired = sorted(a / p for a, p in zip(ak.means, pai.means, strict=True))
+        low, high = _quartiles(paired)
+        rows.append(Row(scenario, ak_us, pai_us, ak_us / pai_us, low, high))
+    return rows
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
+def print_table(api: str, rows: list[Row], cases: list[Case]) -> None:
+    names = {
+        "sync": ("model.act(...)", "agent.run_sync(...)"),
+        "async": ("await model.act(...)", "await agent.run(...)"),
+    }[api]
+    print(f"\n{api} API — agentkit {names[0]} vs pydantic-ai {names[1]}")
+    header = (
+        f"{'scenario':<24} {'agentkit µs':>12} {'pydantic-ai µs':>15} {'ratio':>7} "
+        f"{'ratio p25-p75':>14}  target ≤ {TARGET_RATIO:.2f}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        met = "met" if row.ratio <= TARGET_RATIO else "NOT met"
+        spread = f"{row.ratio_low:.3f}-{row.ratio_high:.3f}"
+        print(
+            f"{row.scenario:<24} {row.agentkit_us:>12,.1f} {row.pydantic_us:>15,.1f} "
+            f"{row.ratio:>7.3f} {spread:>14}  {met}"
+        )
+    sizes = ", ".join(
+        f"{c.scenario}: {c.batch_size}/{p.batch_size}"
+        for c, p in zip(cases[::2], cases[1::2], strict=True)
+        if c.api == api
+    )
+    print(f"(runs per batch, agentkit/pydantic-ai — {sizes})")
+
+
+# -- import laziness -------------------------------------------------------------------------
+
+_IMPORT_PROBE = f"""
+import json, sys, time
+before = set(sys.modules)
+start = time.perf_counter()
+import agentkit
+seconds = time.perf_counter() - start
+print(json.dumps({{
+    "seconds": seconds,
+    "new_modules": len(set(sys.modules) - before),
+    "imported": [m for m in {LAZY_MODULES!r} if m in sys.modules],
+}}))
+"""
+
+
+def import_laziness(samples: int) -> None:
+    """`import agentkit` in fresh interpreters: its wall time and what it dragged in."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
+    reports = []
+    for _ in range(samples):
+        completed = subprocess.run(
+            [sys.executable, "-c", _IMPORT_PROBE],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        reports.append(json.loads(completed.stdout))
+    times_ms = sorted(r["seconds"] * 1e3 for r in reports)
+    imported = sorted({m for r in reports for m in r["imported"]})
+    print("\nimport agentkit (fresh subprocess each time)")
+    print(
+        f"  wall time: median {statistics.median(times_ms):.1f} ms, "
+        f"min {times_ms[0]:.1f} ms over {samples} runs; "
+        f"{reports[-1]['new_modules']} modules loaded"
+    )
+    for module in LAZY_MODULES:
+        state = "IMPORTED" if module in imported else "not imported"
+        print(f"  {module:<18} {state}")
+    verdict = "lazy: none of them" if not imported else f"NOT lazy: {', '.join(imported)}"
+    print(f"  -> {verdict}")
+
+
+# -- profiling -------------------------------------------------------------------------------
+
+
+async def _set_profiling(profiler: cProfile.Profile, on: bool) -> None:
+    """Turn a profiler on or off in the thread this coroutine runs on."""
+    if on:
+        profiler.enable()
+    else:
+        profiler.disable()
+
+
+def profile(case: Case, runs: int, top: int, loop: asyncio.Runner) -> None:
+    """cProfile `runs` runs of one agentkit case and print the top entries by cumulative time.
+
+    The blocking API does its work on agentkit's event-loop thread, so that thread is profiled
+    too and both threads' statistics are merged; shares are of the profiled wall time.
+    """
+    case.check(case.call_once(loop))
+    case.reset()
+    caller = cProfile.Profile()
+    loop_thread = cProfile.Profile() if case.api == "sync" else None
+    if loop_thread is not None:
+        default_portal().call(_set_profiling, loop_thread, True)
+    if case.api == "async":
+        caller.enable()
+        wall = loop.run(_timed_async(case.run, runs))
+        caller.disable()
+    else:
+        run = case.run
+        caller.enable()
+        start = time.perf_counter()
+        for _ in range(runs):
+            run()
+        wall = time.perf_counter() - start
+        caller.disable()
+    if loop_thread is not None:
+        default_portal().call(_set_profiling, loop_thread, False)
+    stats = pstats.Stats(caller)
+    if loop_thread is not None:
+        stats.add(loop_thread)
+    entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+    ranked = sorted(entries.items(), key=lambda item: item[1][3], reverse=True)
+    print(f"\nprofile: {case.name}, {runs} runs, {wall / runs * 1e6:,.1f} µs/run under cProfile")
+    if loop_thread is not None:
+        print("(caller thread and agentkit's event-loop thread merged)")
+    _print_entries(f"top {top} by cumulative time", ranked[:top], wall, runs)
+    own = [item for item in ranked if _is_agentkit(item[0][0])]
+    _print_entries(f"agentkit's own functions, top {top} by cumulative time", own[:top], wall, runs)
+
+
+def _print_entries(
+    title: str,
+    entries: list[tuple[tuple[str, int, str], tuple[int, int, float, float, Any]]],
+    wall: float,
+    runs: int,
+) -> None:
+    print(f"\n  {title}")
+    print(f"  {'calls/run':>9} {'own µs/run':>10} {'cum µs/run':>10} {'cum share':>9}  function")
+    for (filename, line, function), (_, calls, own, cumulative, _) in entries:
+        print(
+            f"  {calls / runs:>9.1f} {own / runs * 1e6:>10.1f} {cumulative / runs * 1e6:>10.1f} "
+            f"{cumulative / wall:>8.1%}  {_where(filename, line, function)}"
+        )
+
+
+_AGENTKIT_ROOTS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__ or ""))
+    for module in (agentkit, sys.modules["agentkit.tools"])
+)
+
+
+def _is_agentkit(filename: str) -> bool:
+    return filename.startswith(_AGENTKIT_ROOTS)
+
+
+def _where(filename: str, line: int, function: str) -> str:
+    if filename == "~":
+        return function  # a builtin
+    repo = os.path.dirname(_AGENTKIT_ROOTS[0])
+    for prefix in (repo + os.sep, *(p + os.sep for p in sys.path if "-packages" in p)):
+        if filename.startswith(prefix):
+            filename = filename[len(prefix) :]
+            break
+    else:
+        filename = filename.replace(os.path.dirname(os.__file__) + os.sep, "")
+    return f"{filename}:{line}({function})"
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def profile_choices() -> list[str]:
+    return [f"{key}-{api}" for key in SCENARIO_KEYS for api in APIS]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 20)")
+    parser.add_argument("--quick", action="store_true", help="short batches and 5 rounds")
+    parser.add_argument(
+        "--profile",
+        choices=profile_choices(),
+        metavar="SCENARIO",
+        help=f"cProfile agentkit's side of one case instead: {', '.join(profile_choices())}",
+    )
+    parser.add_argument("--top", type=int, default=25, help="entries to print with --profile")
+    args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
+
+
+def print_versions() -> None:
+    print(
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"agentkit {agentkit.__version__}, "
+        f"pydantic-ai-slim {importlib.metadata.version('pydantic-ai-slim')}, "
+        f"pydantic {importlib.metadata.version('pydantic')}, "
+        f"anyio {importlib.metadata.version('anyio')}; {platform.machine()}, "
+        f"{os.cpu_count()} CPUs"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rounds = args.rounds or (5 if args.quick else 20)
+    batch_seconds = 0.02 if args.quick else 0.1
+    cases = build_cases()
+    print_versions()
+    with asyncio.Runner() as loop:
+        verify(cases, loop)
+        if args.profile:
+            key, api = args.profile.rsplit("-", 1)
+            case = next(
+                c
+                for c in cases
+                if (c.scenario, c.api, c.framework) == (SCENARIO_KEYS[key], api, "agentkit")
+            )
+            runs = (40 if key == "conversation" else 1000) // (5 if args.quick else 1)
+            profile(case, runs, args.top, loop)
+            return
+        print(
+            f"{rounds} rounds of alternating batches (~{batch_seconds * 1e3:.0f} ms each); "
+            "µs are medians of per-batch means, per run (conversation: per 25 turns)"
+        )
+        started = time.perf_counter()
+        for case in cases:
+            calibrate(case, batch_seconds, loop)
+        measure(cases, rounds, loop)
+        for api in APIS:
+            print_table(api, summarise(cases, api), cases)
+        import_laziness(samples=3 if args.quick else 5)
+        print(f"\n(bench took {time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
