@@ -1,0 +1,38 @@
+"""The `agentkit` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from agentkit.cli import main
+
+
+def test_demo_shows_rounds_tool_calls_answer_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "What is 12345 times 54321?"]) == 0
+    out = capsys.readouterr().out
+    assert "scripted model" in out
+    assert 'tool call   calculator({"expression":"12345 * 54321"})' in out
+    assert "tool result 670592745" in out
+    assert "answer      The answer is 670592745." in out
+    assert "2 rounds in" in out and "prompt +" in out
+
+
+def test_demo_without_arithmetic_answers_directly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "Tell me a story"]) == 0
+    out = capsys.readouterr().out
+    assert "tool call" not in out and "only work out arithmetic" in out
+
+
+def test_run_reports_engine_errors_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "hi", "--url", "ftp://nowhere"]) == 2
+    assert "cannot tell which engine" in capsys.readouterr().err
+
+
+def test_console_script_entry_point() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", "demo", "2 plus 2"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "The answer is 4." in done.stdout
