@@ -61,7 +61,7 @@ class ActCallbacks:
     on_round_start: Callable[[int], Any] | None = None
     on_round_end: Callable[[int], Any] | None = None
     on_prediction_completed: Callable[[PredictionResult], Any] | None = None
-    stream: PredictionCallbacks = PredictionCallbacks()
+    stream: PredictionCallbacks = field(default_factory=PredictionCallbacks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,8 @@ class ActOptions:
     def __post_init__(self) -> None:
         if self.max_prediction_rounds is not None and self.max_prediction_rounds < 1:
             raise ConfigurationError(
-                f"max_prediction_rounds must be at least 1 (or None), got {self.max_prediction_rounds}"
+                "max_prediction_rounds must be at least 1 (or None), "
+                f"got {self.max_prediction_rounds}"
             )
         if self.max_parallel_tool_calls is not None and self.max_parallel_tool_calls < 1:
             raise ConfigurationError(

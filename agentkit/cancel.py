@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,7 +65,5 @@ def _call_in_loop(loop: anyio.lowlevel.EventLoopToken, function: Any) -> None:
         if not native.is_closed():
             native.call_soon_threadsafe(function)
     else:  # trio token
-        try:
+        with contextlib.suppress(Exception):  # trio.RunFinishedError: the run ended already
             native.run_sync_soon(function)
-        except Exception:  # noqa: S110 - the run already ended with its loop
-            pass

@@ -80,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("question", nargs="?", default="What is 12345 times 54321?")
     run = commands.add_parser("run", help="run the calculator agent on a model")
     run.add_argument("question")
-    run.add_argument("--model", default=None, help="model key or GGUF path (default model if omitted)")
+    run.add_argument(
+        "--model", default=None, help="model key or GGUF path (default model if omitted)"
+    )
     run.add_argument("--url", default=None, help="lmstudio://host:port or http://host:port/v1")
     commands.add_parser("install-engine", help="build and install llama-cpp-python for this CPU")
     options = parser.parse_args(argv)

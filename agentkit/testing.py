@@ -4,7 +4,8 @@
 from a responder instead of a model, so act(), tools, callbacks and errors run exactly as they
 would on a real engine:
 
-    model = ScriptedModel(lambda chat, i: [ToolCall("multiply", {"a": 2, "b": 3})] if i == 0 else "6")
+    answer = lambda chat, i: [ToolCall("multiply", {"a": 2, "b": 3})] if i == 0 else "6"
+    model = ScriptedModel(answer)
     result = model.act("What is 2 times 3?", [multiply])
     assert result.final.text == "6"
 

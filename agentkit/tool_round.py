@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 InvalidRequestHandler: TypeAlias = Callable[
-    [InvalidToolRequest, ToolCall | None], "str | None | Awaitable[str | None]"
+    [InvalidToolRequest, ToolCall | None], "str | Awaitable[str | None] | None"
 ]
 
 

@@ -48,12 +48,14 @@ async def test_cancelling_the_task_cancels_running_async_tools() -> None:
 
     async def wait_forever() -> str:
         tool_state.append("started")
+        started.set()
         try:
             await anyio.sleep(30)
         finally:
             tool_state.append("cleaned up")
         return "never"
 
+    started = anyio.Event()
     chat = ak.Chat.from_history("go")
     model = AsyncScriptedModel(lambda c, i: [ToolCall("wait_forever")])
     async with anyio.create_task_group() as group:
@@ -62,8 +64,7 @@ async def test_cancelling_the_task_cancels_running_async_tools() -> None:
             await model.act(chat, [wait_forever], on_message=chat.append)
 
         group.start_soon(run)
-        while not tool_state:
-            await anyio.sleep(0.01)
+        await started.wait()
         group.cancel_scope.cancel()
     assert tool_state == ["started", "cleaned up"]
     assert len(chat) == 1

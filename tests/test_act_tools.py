@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import agentkit as ak
@@ -236,7 +237,7 @@ def test_handler_returning_none_keeps_the_default_message() -> None:
 
 def test_async_handler_is_awaited() -> None:
     async def handler(error: InvalidToolRequest, request: ToolCall | None) -> str:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return "async says no"
 
     result = ScriptedModel(calls_then([ToolCall("nope")])).act(

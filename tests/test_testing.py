@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import agentkit as ak
@@ -44,7 +45,7 @@ def test_a_raising_responder_propagates() -> None:
 @pytest.mark.anyio
 async def test_async_responder_with_request_argument() -> None:
     async def responder(chat: ak.Chat, index: int, request: PredictionRequest) -> str:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return f"{len(request.tools)} tools, round {index}, {len(chat)} messages"
 
     def noop() -> None:

@@ -36,7 +36,9 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 _MAX_EXPONENT = 10_000
+_MAX_BITS = 14_000  # about 4,200 digits, under Python's default limit for str(int)
 _MAX_LENGTH = 1_000
+_MAX_DEPTH = _MAX_LENGTH // 2  # a sum of single digits as long as allowed still fits
 
 
 def evaluate_arithmetic(expression: str) -> float | int:
@@ -50,22 +52,28 @@ def evaluate_arithmetic(expression: str) -> float | int:
         tree = ast.parse(expression.replace("^", "**").replace("×", "*"), mode="eval")
     except SyntaxError as error:
         raise ValueError(f"not an arithmetic expression: {error.msg}") from error
-    return _evaluate(tree.body)
+    try:
+        result = _evaluate(tree.body, 0)
+    except ZeroDivisionError as error:
+        raise ValueError("division by zero") from error
+    except OverflowError as error:
+        raise ValueError(f"a number is too large for floating point: {error}") from error
+    return result  # type: ignore[no-any-return]
 
 
-def _evaluate(node: ast.expr) -> Any:
+def _evaluate(node: ast.expr, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"expression is nested more than {_MAX_DEPTH} levels deep")
+    depth += 1
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
-            raise ValueError(f"exponent {right} is too large")
-        try:
-            return _BINARY[type(node.op)](left, right)
-        except ZeroDivisionError as error:
-            raise ValueError("division by zero") from error
+        left, right = _evaluate(node.left, depth), _evaluate(node.right, depth)
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
+        return _checked(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_evaluate(node.operand))
+        return _UNARY[type(node.op)](_evaluate(node.operand, depth))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
     if (
@@ -74,11 +82,31 @@ def _evaluate(node: ast.expr) -> Any:
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        return _FUNCTIONS[node.func.id](*(_evaluate(arg) for arg in node.args))
+        args = [_evaluate(arg, depth) for arg in node.args]
+        try:
+            return _checked(_FUNCTIONS[node.func.id](*args))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{ast.unparse(node)}: {error}") from error
     raise ValueError(
         f"{ast.unparse(node)!r} is not allowed; use numbers, + - * / // % ** and "
         f"{', '.join(_FUNCTIONS)}"
     )
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if abs(exponent) > _MAX_EXPONENT:
+        raise ValueError(f"exponent {exponent} is too large")
+    whole = isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1
+    if whole and exponent * math.log2(abs(base)) > _MAX_BITS:
+        raise ValueError(f"{base} ** {exponent} has too many digits")
+
+
+def _checked(value: Any) -> Any:
+    if isinstance(value, complex):
+        raise ValueError("the result is not a real number")
+    if isinstance(value, int) and value.bit_length() > _MAX_BITS:
+        raise ValueError("the result has too many digits")
+    return value
 
 
 @tool

@@ -11,14 +11,17 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import inspect
+import sys
 import types
 import typing
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+import typing_extensions
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 from pydantic.fields import FieldInfo
 from typing_extensions import is_typeddict
@@ -49,7 +52,7 @@ _SCALARS: frozenset[object] = frozenset(
 _CONTAINERS: frozenset[object] = frozenset(
     {list, tuple, set, frozenset, dict}
     | {typing.List, typing.Tuple, typing.Set, typing.FrozenSet, typing.Dict}  # noqa: UP006
-    | {typing.Sequence, typing.Mapping}  # noqa: UP006
+    | {typing.Sequence, typing.Mapping}
     | {
         __import__("collections.abc").abc.Sequence,
         __import__("collections.abc").abc.Mapping,
@@ -71,7 +74,7 @@ class BoundArguments(NamedTuple):
 class FunctionSignature:
     """A function's parameters as a JSON Schema plus a validator producing call arguments."""
 
-    __slots__ = ("_model", "_positional", "_keyword", "description", "parameters_schema")
+    __slots__ = ("_keyword", "_model", "_positional", "description", "parameters_schema")
 
     def __init__(
         self,
@@ -91,7 +94,7 @@ class FunctionSignature:
         try:
             values = self._model.model_validate(arguments)
         except ValidationError as error:
-            raise ToolArgumentsError(tool_name, _describe(error, self._model)) from error
+            raise ToolArgumentsError(tool_name, _describe(error)) from error
         state = values.__dict__
         return BoundArguments(
             tuple(state[field] for field in self._positional),
@@ -104,10 +107,11 @@ def analyse_function(function: Callable[..., Any], tool_name: str) -> FunctionSi
     label = getattr(function, "__qualname__", tool_name)
     try:
         signature = inspect.signature(function)
-        hints = typing.get_type_hints(function, include_extras=True)
-    except (TypeError, ValueError, NameError) as error:
+    except (TypeError, ValueError) as error:
         raise ToolDefinitionError(f"tool {label!r}: cannot read its signature: {error}") from error
-    docs = parse_docstring(inspect.getdoc(function))
+    source, doc = _definition(function)
+    docs = parse_docstring(doc)
+    global_names: dict[str, Any] = getattr(source, "__globals__", {})
     fields: dict[str, Any] = {}
     positional: list[str] = []
     keyword: list[tuple[str, str]] = []
@@ -118,12 +122,12 @@ def analyse_function(function: Callable[..., Any], tool_name: str) -> FunctionSi
                 f"tool {label!r}: parameter {star}{name} is not supported; "
                 "tools need named, annotated parameters"
             )
-        if name not in hints:
+        if parameter.annotation is parameter.empty:
             raise ToolDefinitionError(
                 f"tool {label!r}: parameter {name!r} has no type annotation; "
                 "annotate it so the model knows what to send"
             )
-        annotation = hints[name]
+        annotation = _resolve(parameter.annotation, global_names, label, name)
         _check_supported(annotation, label, name)
         field_name = f"p{index}"
         default = ... if parameter.default is parameter.empty else parameter.default
@@ -136,16 +140,54 @@ def analyse_function(function: Callable[..., Any], tool_name: str) -> FunctionSi
         else:
             keyword.append((field_name, name))
     try:
-        model = create_model(  # type: ignore[call-overload]
+        model = create_model(
             f"{tool_name}_arguments",
             __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
             **fields,
         )
         return FunctionSignature(model, tuple(positional), tuple(keyword), docs.description)
     except (PydanticSchemaGenerationError, PydanticUserError, TypeError) as error:
+        where = next((info.alias for hint, info in fields.values() if not _fits(hint)), None)
+        culprit = f"parameter {where!r}" if where else "its parameters"
         raise ToolDefinitionError(
-            f"tool {label!r}: its parameters cannot be described as JSON Schema: {error}"
+            f"tool {label!r}: {culprit} cannot be described as JSON Schema: {error}"
         ) from error
+
+
+def _definition(function: Callable[..., Any]) -> tuple[Any, str | None]:
+    """The function whose module the annotations are written in, and the docstring to use."""
+    target: Any = inspect.unwrap(function)
+    while isinstance(target, functools.partial):
+        target = inspect.unwrap(target.func)
+    if inspect.isroutine(target) or inspect.isclass(target):
+        return target, inspect.getdoc(target)
+    # A callable object: its class's docstring, else its own __call__'s (inspect.getdoc would
+    # fall back to the generic "Call self as a function.").
+    call = inspect.unwrap(type(target).__call__)
+    doc = type(target).__doc__ or call.__doc__
+    return call, inspect.cleandoc(doc) if doc else None
+
+
+def _resolve(annotation: Any, global_names: dict[str, Any], label: str, parameter: str) -> Any:
+    """Evaluate one (possibly string) annotation, as `typing.get_type_hints` does."""
+    holder = types.SimpleNamespace(__annotations__={parameter: annotation})
+    try:
+        return _portable(
+            typing.get_type_hints(holder, global_names, include_extras=True)[parameter]
+        )
+    except Exception as error:  # NameError, SyntaxError, AttributeError, TypeError...
+        raise ToolDefinitionError(
+            f"tool {label!r}: parameter {parameter!r} has an annotation that cannot be "
+            f"resolved ({annotation!r}): {type(error).__name__}: {error}"
+        ) from error
+
+
+def _fits(annotation: Any) -> bool:
+    try:
+        TypeAdapter(annotation).json_schema()
+    except Exception:
+        return False
+    return True
 
 
 def _check_supported(annotation: Any, label: str, parameter: str) -> None:
@@ -192,13 +234,45 @@ def _tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _describe(error: ValidationError, model: type[BaseModel]) -> list[str]:
-    aliases = {field: info.alias for field, info in model.model_fields.items()}
-    errors = []
-    for item in error.errors(include_url=False):
-        loc = item["loc"]
-        first = aliases.get(str(loc[0]), loc[0]) if loc else None
-        renamed = dict(item)
-        renamed["loc"] = (first, *loc[1:]) if loc else ()
-        errors.append(renamed)
-    return describe_validation_errors(errors)
+def _describe(error: ValidationError) -> list[str]:
+    # Fields are validated by alias, so error locations already use the parameter names.
+    return describe_validation_errors(error.errors(include_url=False))
+
+
+_typeddict_copies: dict[type, Any] = {}
+
+
+def _portable(annotation: Any) -> Any:
+    """Replace `typing.TypedDict` classes, which pydantic rejects before Python 3.12, with
+    equivalent `typing_extensions.TypedDict` classes; other annotations come back unchanged."""
+    if sys.version_info >= (3, 12):
+        return annotation
+    if is_typeddict(annotation) and type(annotation).__module__ == "typing":
+        if annotation not in _typeddict_copies:
+            _typeddict_copies[annotation] = annotation  # a recursive TypedDict stays as it is
+            _typeddict_copies[annotation] = _typeddict_copy(annotation)
+        return _typeddict_copies[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is None or origin is typing.Literal or not args:
+        return annotation
+    if origin is typing.Annotated:
+        inner = _portable(args[0])
+        return annotation if inner is args[0] else typing.Annotated[(inner, *args[1:])]
+    portable = tuple(arg if arg is Ellipsis else _portable(arg) for arg in args)
+    if all(new is old for new, old in zip(portable, args, strict=True)):
+        return annotation
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[portable]  # noqa: UP007
+    return origin[portable]
+
+
+def _typeddict_copy(cls: Any) -> Any:
+    fields: dict[str, Any] = {}
+    for key, hint in typing.get_type_hints(cls, include_extras=True).items():
+        while typing.get_origin(hint) in (typing.Required, typing.NotRequired):
+            hint = typing.get_args(hint)[0]
+        wrapper = typing.Required if key in cls.__required_keys__ else typing.NotRequired
+        fields[key] = wrapper[_portable(hint)]
+    copy: Any = typing_extensions.TypedDict(cls.__name__, fields)  # type: ignore[misc]
+    copy.__module__, copy.__qualname__, copy.__doc__ = cls.__module__, cls.__qualname__, cls.__doc__
+    return copy

@@ -97,7 +97,9 @@ class Tool(Generic[P, R]):
             result: Any = self.function(*bound.args, **bound.kwargs)
             return await result
         call = functools.partial(self.function, *bound.args, **bound.kwargs)
-        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        # Boxed, so that trio accepts a sync wrapper returning a coroutine; it is awaited here.
+        (result,) = await anyio.to_thread.run_sync(lambda: (call(),), abandon_on_cancel=True)
+        return (await result) if inspect.isawaitable(result) else result
 
     def with_options(
         self,
@@ -139,7 +141,7 @@ def tool_from_function(
     sequential: bool = False,
 ) -> Tool[P, R]:
     """Build a `Tool` from a typed function (see `tool` for the options)."""
-    tool_name = name or getattr(function, "__name__", None) or type(function).__name__
+    tool_name = _default_name(function) if name is None else name
     if tool_name == "<lambda>":
         raise ToolDefinitionError(
             "a lambda has no name to offer the model: use agentkit.tool(fn, name=...) "
@@ -158,8 +160,25 @@ def tool_from_function(
     )
 
 
+def _default_name(function: Callable[..., Any]) -> str:
+    target: Any = function
+    while isinstance(target, functools.partial):
+        target = target.func
+    name = getattr(target, "__name__", None)
+    return name if isinstance(name, str) else type(target).__name__
+
+
 @overload
-def tool(function: Callable[P, R], /) -> Tool[P, R]: ...
+def tool(
+    function: Callable[P, R],
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    retries: int = DEFAULT_RETRIES,
+    sequential: bool = False,
+) -> Tool[P, R]: ...
 @overload
 def tool(
     *,
@@ -255,4 +274,14 @@ def render_result(value: object) -> str:
     """Tool output as the text the model reads: strings as they are, anything else as JSON."""
     if isinstance(value, str):
         return value
-    return pydantic_core.to_json(value, fallback=repr).decode()
+    try:
+        return pydantic_core.to_json(value, fallback=_safe_repr).decode()
+    except (pydantic_core.PydanticSerializationError, ValueError):  # bad UTF-8, cycles
+        return _safe_repr(value)
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return object.__repr__(value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import weakref
+import types
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
@@ -14,11 +14,10 @@ __all__ = ["ToolLike", "Toolset", "as_tool"]
 
 ToolLike: TypeAlias = "Tool[..., Any] | Callable[..., Any]"
 
-# Building a schema costs about a millisecond; act() is called with the same functions over and
-# over, so plain functions are converted once. Weak keys let the cache die with the function.
-_converted: weakref.WeakKeyDictionary[Callable[..., Any], Tool[..., Any]] = (
-    weakref.WeakKeyDictionary()
-)
+# Building a schema costs about a millisecond and act() is called with the same functions over
+# and over, so a plain function keeps its Tool in its own __dict__. A global cache would keep
+# every function (and whatever its closure holds) alive for ever: the Tool refers to it.
+_CACHE_ATTRIBUTE = "__agentkit_tool__"
 
 
 def as_tool(obj: ToolLike) -> Tool[..., Any]:
@@ -27,15 +26,14 @@ def as_tool(obj: ToolLike) -> Tool[..., Any]:
         return obj
     if not callable(obj):
         raise ToolDefinitionError(f"{obj!r} is not a tool: pass a function or an agentkit.Tool")
-    try:
-        return _converted[obj]
-    except (KeyError, TypeError):
-        pass
+    if not isinstance(obj, types.FunctionType):  # bound methods, partials, callable objects
+        return tool_from_function(obj)
+    cached = obj.__dict__.get(_CACHE_ATTRIBUTE)
+    # functools.wraps copies __dict__, so a wrapper may carry the Tool of the function it wraps.
+    if isinstance(cached, Tool) and cached.function is obj:
+        return cached
     converted = tool_from_function(obj)
-    try:
-        _converted[obj] = converted
-    except TypeError:  # not weak-referenceable (some builtins); convert each time
-        pass
+    obj.__dict__[_CACHE_ATTRIBUTE] = converted
     return converted
 
 

@@ -88,7 +88,7 @@ def ensure_installed(*, force_build: bool = False, quiet: bool = False) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, CMAKE_ARGS=" ".join(args), FORCE_CMAKE="1")
         env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-        print(f"building llama-cpp-python {LLAMA_CPP_VERSION} (several minutes) with {env['CMAKE_ARGS']}")
+        print(f"building llama-cpp-python {LLAMA_CPP_VERSION} (takes minutes): {env['CMAKE_ARGS']}")
         build = [sys.executable, "-m", "pip", "wheel", f"llama-cpp-python=={LLAMA_CPP_VERSION}"]
         build += ["--no-deps", "--no-cache-dir", "--wheel-dir", str(directory)]
         subprocess.run(build, env=env, check=True)

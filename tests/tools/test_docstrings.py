@@ -2,6 +2,7 @@ import dataclasses
 import random
 
 import pytest
+
 from agentkit.tools.docstrings import ParsedDocstring, parse_docstring
 
 EMPTY = ParsedDocstring("", {}, None)

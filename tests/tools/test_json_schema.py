@@ -10,9 +10,10 @@ import time
 from typing import Annotated, Any, Literal
 
 import pytest
+from pydantic import BaseModel, Field, TypeAdapter
+
 from agentkit.tools import json_schema
 from agentkit.tools.json_schema import SchemaError, check_schema, validate
-from pydantic import BaseModel, Field, TypeAdapter
 
 
 class Level(enum.IntEnum):
