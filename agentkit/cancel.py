@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-__all__ = ["CancelToken"]
+__all__ = ["CancelToken", "call_soon_in_loop"]
 
 
 class CancelToken:
@@ -39,7 +39,7 @@ class CancelToken:
             self._cancelled = True
             scopes = self._scopes.copy()
         for scope, loop in scopes:
-            _call_in_loop(loop, scope.cancel)
+            call_soon_in_loop(loop, scope.cancel)
 
     @contextmanager
     def attach(self) -> Iterator[anyio.CancelScope]:
@@ -58,7 +58,7 @@ class CancelToken:
                 self._scopes.remove(entry)
 
 
-def _call_in_loop(loop: anyio.lowlevel.EventLoopToken, function: Any) -> None:
+def call_soon_in_loop(loop: anyio.lowlevel.EventLoopToken, function: Any) -> None:
     """Schedule `function()` on the loop without blocking (safe from any thread)."""
     native: Any = loop.native_token
     if hasattr(native, "call_soon_threadsafe"):  # asyncio loop

@@ -31,6 +31,8 @@ class LoadConfig(_Config):
     rope_frequency_base: float | None = Field(default=None, gt=0)
     threads: int | None = Field(default=None, gt=0)
     seed: int | None = None
+    chat_format: str | None = None
+    """Prompt format for models whose architecture agentkit cannot infer one for."""
 
 
 class PredictionConfig(_Config):

@@ -1,0 +1,210 @@
+"""JSON-mode tool calling for models without a tool-aware chat template.
+
+Each round the model's output is constrained by a grammar built from that round's offer:
+
+- tools offered: either a tool-call object `{"tool_calls": [{"name": ..., "arguments": {...}}]}`
+  (at most `MAX_CALLS` calls, names limited to the offered tools, arguments following each
+  tool's schema) or the final answer;
+- the final answer is free text, or JSON following `response_format` when one is given.
+
+So every tool call parses and validates by construction, even on tiny models. Free-text answers
+stay unconstrained apart from not starting with `{`, which keeps them fast and streamable.
+`OutputSplitter` decides, while tokens arrive, whether the output is a tool call (buffered, then
+parsed) or answer text (streamed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from agentkit.chat import ToolCall
+from agentkit.engines.base import (
+    MalformedToolCall,
+    ResponseFormatSpec,
+    TextDelta,
+    ToolCallRequested,
+    ToolDefinition,
+)
+
+__all__ = ["MAX_CALLS", "OutputSplitter", "grammar_for", "tool_instructions"]
+
+MAX_CALLS = 8
+_CALLS_KEY = '{"tool_calls"'
+
+
+def tool_call_schema(tools: Sequence[ToolDefinition]) -> dict[str, Any]:
+    """The JSON Schema of a tool-call object for these tools."""
+    calls = []
+    for tool in tools:
+        parameters = dict(tool.parameters)
+        calls.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": tool.name}, "arguments": parameters},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "type": "object",
+        "properties": {
+            "tool_calls": {
+                "type": "array",
+                "items": calls[0] if len(calls) == 1 else {"anyOf": calls},
+                "minItems": 1,
+                "maxItems": MAX_CALLS,
+            }
+        },
+        "required": ["tool_calls"],
+        "additionalProperties": False,
+    }
+
+
+def grammar_for(
+    tools: Sequence[ToolDefinition], response_format: ResponseFormatSpec | None
+) -> str | None:
+    """The GBNF grammar for one round, or None when the output is unconstrained."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    if not tools:
+        if response_format is None:
+            return None
+        return json_schema_to_gbnf(json.dumps(response_format.schema))
+    calls = _renamed(json_schema_to_gbnf(json.dumps(tool_call_schema(tools))), "calls")
+    if response_format is None:
+        answer = "answer-root ::= [^{ \\t\\n] [^\\x00]*"
+    else:
+        answer = _renamed(json_schema_to_gbnf(json.dumps(response_format.schema)), "answer")
+    return f"root ::= calls-root | answer-root\n{calls}\n{answer}\n"
+
+
+def _renamed(grammar: str, prefix: str) -> str:
+    """Prefix every rule name so two converted grammars can share one file."""
+    names = {line.split("::=")[0].strip() for line in grammar.splitlines() if "::=" in line}
+    renamed = []
+    for line in grammar.splitlines():
+        if "::=" not in line:
+            continue
+        head, body = line.split("::=", 1)
+        tokens = _rename_refs(body, names, prefix)
+        renamed.append(f"{prefix}-{head.strip()} ::={tokens}")
+    return "\n".join(renamed)
+
+
+def _rename_refs(body: str, names: set[str], prefix: str) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char in "\"[":
+            end = _literal_end(body, index)
+            out.append(body[index:end])
+            index = end
+        elif char.isalnum() or char == "-":
+            end = index
+            while end < len(body) and (body[end].isalnum() or body[end] == "-"):
+                end += 1
+            word = body[index:end]
+            out.append(f"{prefix}-{word}" if word in names else word)
+            index = end
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
+def _literal_end(body: str, start: int) -> int:
+    closing = '"' if body[start] == '"' else "]"
+    index = start + 1
+    while index < len(body):
+        if body[index] == "\\":
+            index += 2
+            continue
+        if body[index] == closing:
+            return index + 1
+        index += 1
+    return index
+
+
+def tool_instructions(tools: Sequence[ToolDefinition], response_format: ResponseFormatSpec | None) -> str:
+    """The text that tells the model how to call tools (and how to answer)."""
+    lines = []
+    if tools:
+        lines.append("You can call these tools:")
+        for tool in tools:
+            lines.append(
+                f"- {tool.name}: {tool.description or 'no description'} "
+                f"Arguments schema: {json.dumps(tool.parameters, separators=(',', ':'))}"
+            )
+        lines.append(
+            'To call tools, reply with only {"tool_calls": [{"name": "<tool>", "arguments": '
+            "{...}}]}. Tool results come back in the next message."
+        )
+    if response_format is not None:
+        schema = json.dumps(response_format.schema, separators=(",", ":"))
+        lines.append(f"Give your final answer as JSON matching this schema: {schema}")
+    elif tools:
+        lines.append("When you have what you need, answer in plain text.")
+    return "\n".join(lines)
+
+
+class OutputSplitter:
+    """Routes generated text: tool-call JSON is buffered and parsed, answer text streams."""
+
+    __slots__ = ("_buffer", "_mode", "_tools_offered")
+
+    def __init__(self, tools_offered: bool) -> None:
+        self._tools_offered = tools_offered
+        self._buffer = ""
+        self._mode: str | None = None if tools_offered else "text"
+
+    def feed(self, text: str) -> list[TextDelta]:
+        """Take new text; returns the text to stream now (nothing while it may be a call)."""
+        if self._mode == "text":
+            return [TextDelta(text)] if text else []
+        self._buffer += text
+        if self._mode == "calls":
+            return []
+        head = self._buffer.lstrip()
+        compact = head.replace(" ", "").replace("\n", "")
+        if _CALLS_KEY.startswith(compact[: len(_CALLS_KEY)]) and len(compact) < len(_CALLS_KEY):
+            return []
+        if compact.startswith(_CALLS_KEY):
+            self._mode = "calls"
+            return []
+        self._mode = "text"
+        flushed, self._buffer = self._buffer, ""
+        return [TextDelta(flushed)]
+
+    def finish(self) -> list[TextDelta | ToolCallRequested | MalformedToolCall]:
+        """Everything still pending once generation ended."""
+        if self._mode != "calls":
+            flushed, self._buffer = self._buffer, ""
+            return [TextDelta(flushed)] if flushed else []
+        return list(parse_tool_calls(self._buffer))
+
+
+def parse_tool_calls(text: str) -> list[ToolCallRequested | MalformedToolCall]:
+    """Tool calls from a tool-call object; anything unparseable is reported, not dropped."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return [MalformedToolCall(text, f"invalid JSON: {error.msg} at position {error.pos}")]
+    calls = data.get("tool_calls") if isinstance(data, dict) else None
+    if not isinstance(calls, list) or not calls:
+        return [MalformedToolCall(text, '"tool_calls" must be a non-empty list')]
+    events: list[ToolCallRequested | MalformedToolCall] = []
+    for call in calls:
+        name = call.get("name") if isinstance(call, dict) else None
+        if not isinstance(name, str):
+            events.append(MalformedToolCall(json.dumps(call), "a tool call needs a string name"))
+            continue
+        arguments = call.get("arguments", {})
+        events.append(
+            ToolCallRequested(
+                ToolCall(name, arguments if isinstance(arguments, dict) else json.dumps(arguments))
+            )
+        )
+    return events

@@ -1,0 +1,122 @@
+"""Chat prompt formats for the local engine.
+
+A format renders messages as segments: template text (tokenized with special tokens on) and
+content (tokenized with them off), so a user who types `<end_of_turn>` cannot forge a turn.
+
+Gemma's GGUFs may carry no chat template; Gemma's turn format is built in for the gemma
+architectures. It has no system role: the system prompt and the JSON-mode tool instructions
+open the first user turn, as Gemma's own template does. Tool calls are rendered as the JSON the
+model produced, and tool results as a user turn listing each result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agentkit.chat import AssistantMessage, Message, SystemMessage, ToolResultMessage, UserMessage
+from agentkit.errors import ConfigurationError
+
+__all__ = ["GemmaFormat", "PromptFormat", "Segment", "format_for_architecture"]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A piece of prompt text; `special` pieces may contain special tokens."""
+
+    text: str
+    special: bool
+
+
+class PromptFormat:
+    """Renders a conversation for one model family."""
+
+    name = "base"
+
+    def render(self, messages: Sequence[Message], preamble: str) -> list[Segment]:
+        """Segments for the messages plus the opening of the model's reply."""
+        raise NotImplementedError
+
+
+class GemmaFormat(PromptFormat):
+    """`<start_of_turn>user ... <end_of_turn>` turns, with `model` as the assistant role."""
+
+    name = "gemma"
+
+    def render(self, messages: Sequence[Message], preamble: str) -> list[Segment]:
+        system = [m.content for m in messages if isinstance(m, SystemMessage)]
+        opening = "\n\n".join(part for part in [*system, preamble] if part)
+        segments: list[Segment] = []
+        pending_results: list[ToolResultMessage] = []
+        for message in messages:
+            if isinstance(message, ToolResultMessage):
+                pending_results.append(message)
+                continue
+            if pending_results:
+                segments += _turn("user", _results_text(pending_results))
+                pending_results = []
+            if isinstance(message, UserMessage):
+                text = f"{opening}\n\n{message.content}" if opening else message.content
+                opening = ""
+                segments += _turn("user", text)
+            elif isinstance(message, AssistantMessage):
+                segments += _turn("model", _assistant_text(message))
+        if pending_results:
+            segments += _turn("user", _results_text(pending_results))
+        if opening:  # a chat with no user message still gets its instructions
+            segments += _turn("user", opening)
+        segments.append(Segment("<start_of_turn>model\n", special=True))
+        return segments
+
+
+def _turn(role: str, text: str) -> list[Segment]:
+    return [
+        Segment(f"<start_of_turn>{role}\n", special=True),
+        Segment(text, special=False),
+        Segment("<end_of_turn>\n", special=True),
+    ]
+
+
+def _assistant_text(message: AssistantMessage) -> str:
+    if not message.tool_calls:
+        return message.content
+    calls = [
+        {"name": call.name, "arguments": call.arguments} for call in message.tool_calls
+    ]
+    return json.dumps({"tool_calls": calls}, ensure_ascii=False)
+
+
+def _results_text(results: Sequence[ToolResultMessage]) -> str:
+    lines = ["Tool results:"]
+    for result in results:
+        status = "error" if result.is_error else "result"
+        lines.append(f"- {result.name} {status}: {result.content}")
+    return "\n".join(lines)
+
+
+_BY_ARCHITECTURE: dict[str, type[PromptFormat]] = {
+    "gemma": GemmaFormat,
+    "gemma2": GemmaFormat,
+    "gemma3": GemmaFormat,
+    "gemma3n": GemmaFormat,
+}
+_BY_NAME: dict[str, type[PromptFormat]] = {"gemma": GemmaFormat}
+
+
+def format_for_architecture(architecture: str, chat_format: str | None = None) -> PromptFormat:
+    """The prompt format for a model: the named one, or the one its architecture implies."""
+    if chat_format is not None:
+        try:
+            return _BY_NAME[chat_format]()
+        except KeyError:
+            raise ConfigurationError(
+                f"unknown chat_format {chat_format!r}; known formats: {', '.join(_BY_NAME)}"
+            ) from None
+    try:
+        return _BY_ARCHITECTURE[architecture]()
+    except KeyError:
+        raise ConfigurationError(
+            f"no chat format is known for architecture {architecture!r}; pass "
+            f"chat_format= (one of {', '.join(_BY_NAME)}) in the load config"
+        ) from None
