@@ -47,6 +47,9 @@ class PredictionConfig(_Config):
     stop_strings: tuple[str, ...] = ()
     seed: int | None = None
     logit_bias: dict[int, float] | None = None
+    tool_choice: Literal["auto", "required"] = "auto"
+    """"required": when tools are offered, the model must call at least one (OpenAI's
+    tool_choice); the final round of act() offers no tools, so it still answers."""
 
 
 LoadConfigInput: TypeAlias = LoadConfig | Mapping[str, Any] | None

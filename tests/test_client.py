@@ -54,8 +54,8 @@ def test_closed_client_refuses_work() -> None:
 
 
 def test_client_without_engine_explains_what_is_missing() -> None:
-    with pytest.raises(EngineUnavailableError, match="llama_cpp engine"):
-        ak.Client()
+    with pytest.raises(EngineUnavailableError, match="openai engine"):
+        ak.Client("http://127.0.0.1:1/v1")
     with pytest.raises(ak.ConfigurationError, match="cannot tell which engine"):
         ak.Client("ftp://example")
     with pytest.raises(ak.ConfigurationError, match="either base_url or engine"):

@@ -24,7 +24,11 @@ def engine_for_url(base_url: str | None) -> Engine:
             "engine, lmstudio://host:port for LM Studio, or http://host:port/v1 for an "
             "OpenAI-compatible server"
         )
+    if kind == "llama_cpp":
+        from agentkit.engines.llama_cpp import LlamaCppEngine
+
+        return LlamaCppEngine()
     raise EngineUnavailableError(
-        f"the {kind} engine is not part of this agentkit build yet; pass engine= to the client "
-        "(for example agentkit.testing.ScriptedEngine) to use the runtime without it"
+        f"the {kind} engine is not part of this agentkit build yet; use the local engine "
+        "(no URL) or pass engine= to the client"
     )

@@ -63,7 +63,10 @@ def tool_call_schema(tools: Sequence[ToolDefinition]) -> dict[str, Any]:
 
 
 def grammar_for(
-    tools: Sequence[ToolDefinition], response_format: ResponseFormatSpec | None
+    tools: Sequence[ToolDefinition],
+    response_format: ResponseFormatSpec | None,
+    *,
+    require_call: bool = False,
 ) -> str | None:
     """The GBNF grammar for one round, or None when the output is unconstrained."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
@@ -71,8 +74,10 @@ def grammar_for(
     if not tools:
         if response_format is None:
             return None
-        return json_schema_to_gbnf(json.dumps(response_format.schema))
+        return str(json_schema_to_gbnf(json.dumps(response_format.schema)))
     calls = _renamed(json_schema_to_gbnf(json.dumps(tool_call_schema(tools))), "calls")
+    if require_call:
+        return f"root ::= calls-root\n{calls}\n"
     if response_format is None:
         answer = "answer-root ::= [^{ \\t\\n] [^\\x00]*"
     else:
@@ -98,7 +103,7 @@ def _rename_refs(body: str, names: set[str], prefix: str) -> str:
     index = 0
     while index < len(body):
         char = body[index]
-        if char in "\"[":
+        if char in '"[':
             end = _literal_end(body, index)
             out.append(body[index:end])
             index = end
@@ -128,7 +133,9 @@ def _literal_end(body: str, start: int) -> int:
     return index
 
 
-def tool_instructions(tools: Sequence[ToolDefinition], response_format: ResponseFormatSpec | None) -> str:
+def tool_instructions(
+    tools: Sequence[ToolDefinition], response_format: ResponseFormatSpec | None
+) -> str:
     """The text that tells the model how to call tools (and how to answer)."""
     lines = []
     if tools:
@@ -187,24 +194,44 @@ class OutputSplitter:
 
 
 def parse_tool_calls(text: str) -> list[ToolCallRequested | MalformedToolCall]:
-    """Tool calls from a tool-call object; anything unparseable is reported, not dropped."""
+    """Tool calls from a tool-call object; anything unparseable is reported, not dropped.
+
+    Output cut short (max_tokens) still yields the calls that were complete; the cut tail is
+    reported as malformed.
+    """
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        return [MalformedToolCall(text, f"invalid JSON: {error.msg} at position {error.pos}")]
+        return _salvage(text, f"invalid JSON: {error}")
     calls = data.get("tool_calls") if isinstance(data, dict) else None
     if not isinstance(calls, list) or not calls:
         return [MalformedToolCall(text, '"tool_calls" must be a non-empty list')]
+    return [_call_event(call) for call in calls]
+
+
+def _call_event(call: object) -> ToolCallRequested | MalformedToolCall:
+    name = call.get("name") if isinstance(call, dict) else None
+    if not isinstance(call, dict) or not isinstance(name, str):
+        return MalformedToolCall(json.dumps(call), "a tool call needs a string name")
+    arguments = call.get("arguments", {})
+    return ToolCallRequested(
+        ToolCall(name, arguments if isinstance(arguments, dict) else json.dumps(arguments))
+    )
+
+
+def _salvage(text: str, reason: str) -> list[ToolCallRequested | MalformedToolCall]:
+    """The complete calls at the start of a cut-off tool-call object, then the rest."""
+    decoder = json.JSONDecoder()
+    start = text.find("[")
     events: list[ToolCallRequested | MalformedToolCall] = []
-    for call in calls:
-        name = call.get("name") if isinstance(call, dict) else None
-        if not isinstance(name, str):
-            events.append(MalformedToolCall(json.dumps(call), "a tool call needs a string name"))
-            continue
-        arguments = call.get("arguments", {})
-        events.append(
-            ToolCallRequested(
-                ToolCall(name, arguments if isinstance(arguments, dict) else json.dumps(arguments))
-            )
-        )
-    return events
+    position = start + 1
+    while start >= 0:
+        while position < len(text) and text[position] in " \t\n\r,":
+            position += 1
+        try:
+            call, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            break
+        events.append(_call_event(call))
+    tail = text[position:] if events else text
+    return [*events, MalformedToolCall(tail, reason)]

@@ -81,9 +81,7 @@ def _turn(role: str, text: str) -> list[Segment]:
 def _assistant_text(message: AssistantMessage) -> str:
     if not message.tool_calls:
         return message.content
-    calls = [
-        {"name": call.name, "arguments": call.arguments} for call in message.tool_calls
-    ]
+    calls = [{"name": call.name, "arguments": call.arguments} for call in message.tool_calls]
     return json.dumps({"tool_calls": calls}, ensure_ascii=False)
 
 

@@ -73,6 +73,12 @@ def test_grammar_shapes_and_compiles(
     assert all(name in root for name in alternatives)
 
 
+def test_required_tool_choice_leaves_only_the_calls_branch() -> None:
+    grammar = grammar_for([MULTIPLY], ANSWER, require_call=True)
+    assert grammar is not None and grammar.startswith("root ::= calls-root\n")
+    assert "answer-" not in grammar
+
+
 def test_instructions_list_tools_and_the_answer_format() -> None:
     text = tool_instructions([MULTIPLY], ANSWER)
     assert "- multiply: Multiply." in text and '"tool_calls"' in text
@@ -101,6 +107,13 @@ def test_splitter_streams_answer_text_once_it_cannot_be_a_call() -> None:
 def test_splitter_without_tools_streams_everything() -> None:
     splitter = OutputSplitter(tools_offered=False)
     assert splitter.feed('{"n"') == [TextDelta('{"n"')]
+
+
+def test_complete_calls_before_a_cut_are_kept() -> None:
+    text = '{"tool_calls": [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "argu'
+    first, second = parse_tool_calls(text)
+    assert isinstance(first, ToolCallRequested) and first.call.arguments == {"x": 1}
+    assert isinstance(second, MalformedToolCall) and second.raw == '{"name": "b", "argu'
 
 
 def test_truncated_tool_call_is_reported_not_dropped() -> None:

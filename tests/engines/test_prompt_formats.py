@@ -33,10 +33,8 @@ def test_tool_calls_and_results_render_as_json_and_a_results_turn() -> None:
     chat.add_tool_result("c1", "6", name="multiply")
     chat.add_tool_result("c2", "boom", name="other", is_error=True)
     rendered = text_of(GemmaFormat().render(chat.messages, ""))
-    assert (
-        '<start_of_turn>model\n{"tool_calls": [{"name": "multiply", "arguments": {"a": 2, "b": 3}}]}'
-        in rendered
-    )
+    call_json = '{"tool_calls": [{"name": "multiply", "arguments": {"a": 2, "b": 3}}]}'
+    assert f"<start_of_turn>model\n{call_json}" in rendered
     assert (
         "<start_of_turn>user\nTool results:\n- multiply result: 6\n- other error: boom<end_of_turn>"
         in rendered
