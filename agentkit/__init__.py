@@ -34,6 +34,7 @@ from agentkit.errors import (
     ToolRetriesExceededError,
 )
 from agentkit.handles import LLM, AsyncLLM, AsyncPredictionStream, PredictionStream
+from agentkit.model_handle import AsyncEmbeddingModel, EmbeddingModel
 from agentkit.results import (
     ActResult,
     PredictionFragment,
@@ -54,12 +55,14 @@ __all__ = [
     "AgentkitError",
     "AssistantMessage",
     "AsyncClient",
+    "AsyncEmbeddingModel",
     "AsyncLLM",
     "AsyncPredictionStream",
     "CancelToken",
     "Chat",
     "Client",
     "ConfigurationError",
+    "EmbeddingModel",
     "Image",
     "InvalidToolRequest",
     "LoadConfig",

@@ -8,34 +8,52 @@ everything when closed (use them as context managers).
 from __future__ import annotations
 
 import atexit
+import functools
 import threading
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any, Generic, TypeVar
 
 from agentkit.config import LoadConfig, LoadConfigInput, coerce_config
 from agentkit.engines import engine_for_url
-from agentkit.engines.base import Engine
+from agentkit.engines.base import DownloadedModelInfo, Engine, ModelKind
 from agentkit.errors import ClientClosedError, ConfigurationError
 from agentkit.handles import LLM, AsyncLLM
+from agentkit.model_handle import (
+    AsyncEmbeddingModel,
+    AsyncModelHandle,
+    EmbeddingModel,
+    ModelHandle,
+)
 from agentkit.portal import Portal
 
 __all__ = [
     "AsyncClient",
+    "AsyncEmbeddingNamespace",
     "AsyncLLMNamespace",
+    "AsyncModelNamespace",
     "Client",
+    "EmbeddingNamespace",
     "LLMNamespace",
+    "ModelNamespace",
     "configure_default_client",
     "get_default_client",
     "llm",
 ]
 
 
-class AsyncLLMNamespace:
-    """`client.llm`: load, find and unload language models."""
+H = TypeVar("H", bound=AsyncModelHandle)
 
-    __slots__ = ("_client",)
 
-    def __init__(self, client: AsyncClient) -> None:
+class AsyncModelNamespace(Generic[H]):
+    """`client.llm` / `client.embedding`: load, find and unload models of one kind."""
+
+    __slots__ = ("_client", "_handle", "_kind")
+
+    def __init__(self, client: AsyncClient, kind: ModelKind, handle: type[H]) -> None:
         self._client = client
+        self._kind: ModelKind = kind
+        self._handle = handle
 
     async def model(
         self,
@@ -43,11 +61,12 @@ class AsyncLLMNamespace:
         *,
         config: LoadConfigInput = None,
         ttl: float | None = None,
-    ) -> AsyncLLM:
+    ) -> H:
         """A handle on a loaded instance of the model, loading it first if needed."""
         engine = self._client.engine
-        info = await engine.get_or_load(model_key, coerce_config(LoadConfig, config), ttl)
-        return AsyncLLM(engine, info)
+        load = coerce_config(LoadConfig, config)
+        info = await engine.get_or_load(model_key, load, ttl, self._kind)
+        return self._handle(engine, info)
 
     async def load_new_instance(
         self,
@@ -56,22 +75,30 @@ class AsyncLLMNamespace:
         *,
         config: LoadConfigInput = None,
         ttl: float | None = None,
-    ) -> AsyncLLM:
+    ) -> H:
         """Load another instance of the model, even if one is loaded."""
         engine = self._client.engine
-        info = await engine.load_new_instance(
-            model_key, instance_identifier, coerce_config(LoadConfig, config), ttl
-        )
-        return AsyncLLM(engine, info)
+        load = coerce_config(LoadConfig, config)
+        info = await engine.load_new_instance(model_key, instance_identifier, load, ttl, self._kind)
+        return self._handle(engine, info)
 
-    async def list_loaded(self) -> list[AsyncLLM]:
-        """Handles on every loaded instance."""
+    async def list_loaded(self) -> list[H]:
+        """Handles on every loaded instance of this kind."""
         engine = self._client.engine
-        return [AsyncLLM(engine, info) for info in await engine.list_loaded()]
+        loaded = await engine.list_loaded()
+        return [self._handle(engine, info) for info in loaded if info.kind == self._kind]
+
+    async def list_downloaded_models(self) -> list[DownloadedModelInfo]:
+        """Models the engine can load."""
+        return await self._client.engine.list_downloaded()
 
     async def unload(self, identifier: str) -> None:
         """Unload the instance with this identifier."""
         await self._client.engine.unload(identifier)
+
+
+AsyncLLMNamespace = AsyncModelNamespace[AsyncLLM]
+AsyncEmbeddingNamespace = AsyncModelNamespace[AsyncEmbeddingModel]
 
 
 class AsyncClient:
@@ -82,7 +109,8 @@ class AsyncClient:
             raise ConfigurationError("pass either base_url or engine, not both")
         self._engine = engine if engine is not None else engine_for_url(base_url)
         self._closed = False
-        self.llm = AsyncLLMNamespace(self)
+        self.llm = AsyncModelNamespace(self, "llm", AsyncLLM)
+        self.embedding = AsyncModelNamespace(self, "embedding", AsyncEmbeddingModel)
 
     @property
     def engine(self) -> Engine:
@@ -109,14 +137,20 @@ class AsyncClient:
         await self.aclose()
 
 
-class LLMNamespace:
-    """`client.llm` of a sync client."""
+S = TypeVar("S", bound=ModelHandle[Any])
 
-    __slots__ = ("_inner", "_portal")
 
-    def __init__(self, inner: AsyncLLMNamespace, portal: Portal) -> None:
+class ModelNamespace(Generic[H, S]):
+    """`client.llm` / `client.embedding` of a sync client."""
+
+    __slots__ = ("_inner", "_portal", "_wrap")
+
+    def __init__(
+        self, inner: AsyncModelNamespace[H], portal: Portal, wrap: Callable[[H, Portal], S]
+    ) -> None:
         self._inner = inner
         self._portal = portal
+        self._wrap = wrap
 
     def model(
         self,
@@ -124,10 +158,10 @@ class LLMNamespace:
         *,
         config: LoadConfigInput = None,
         ttl: float | None = None,
-    ) -> LLM:
+    ) -> S:
         """A handle on a loaded instance of the model, loading it first if needed."""
-        handle = self._portal.call(lambda: self._inner.model(model_key, config=config, ttl=ttl))
-        return LLM(handle, self._portal)
+        load = functools.partial(self._inner.model, model_key, config=config, ttl=ttl)
+        return self._wrap(self._portal.call(load), self._portal)
 
     def load_new_instance(
         self,
@@ -136,22 +170,28 @@ class LLMNamespace:
         *,
         config: LoadConfigInput = None,
         ttl: float | None = None,
-    ) -> LLM:
+    ) -> S:
         """Load another instance of the model, even if one is loaded."""
-        handle = self._portal.call(
-            lambda: self._inner.load_new_instance(
-                model_key, instance_identifier, config=config, ttl=ttl
-            )
+        load = functools.partial(
+            self._inner.load_new_instance, model_key, instance_identifier, config=config, ttl=ttl
         )
-        return LLM(handle, self._portal)
+        return self._wrap(self._portal.call(load), self._portal)
 
-    def list_loaded(self) -> list[LLM]:
-        """Handles on every loaded instance."""
-        return [LLM(h, self._portal) for h in self._portal.call(self._inner.list_loaded)]
+    def list_loaded(self) -> list[S]:
+        """Handles on every loaded instance of this kind."""
+        return [self._wrap(h, self._portal) for h in self._portal.call(self._inner.list_loaded)]
+
+    def list_downloaded_models(self) -> list[DownloadedModelInfo]:
+        """Models the engine can load."""
+        return self._portal.call(self._inner.list_downloaded_models)
 
     def unload(self, identifier: str) -> None:
         """Unload the instance with this identifier."""
         self._portal.call(self._inner.unload, identifier)
+
+
+LLMNamespace = ModelNamespace[AsyncLLM, LLM]
+EmbeddingNamespace = ModelNamespace[AsyncEmbeddingModel, EmbeddingModel]
 
 
 class Client:
@@ -160,7 +200,8 @@ class Client:
     def __init__(self, base_url: str | None = None, *, engine: Engine | None = None) -> None:
         self._async = AsyncClient(base_url, engine=engine)
         self._portal = Portal()
-        self.llm = LLMNamespace(self._async.llm, self._portal)
+        self.llm = ModelNamespace(self._async.llm, self._portal, LLM)
+        self.embedding = ModelNamespace(self._async.embedding, self._portal, EmbeddingModel)
 
     @property
     def async_client(self) -> AsyncClient:

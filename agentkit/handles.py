@@ -8,7 +8,7 @@ client's background loop; callbacks therefore run on that loop's thread.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypedDict, TypeVar
 
 import anyio
@@ -18,8 +18,9 @@ from agentkit.act import ActCallbacks, ActOptions, run_act
 from agentkit.cancel import CancelToken
 from agentkit.chat import Chat, Message
 from agentkit.config import PredictionConfig, PredictionConfigInput, coerce_config
-from agentkit.engines.base import Engine, ModelInstanceInfo, PredictionRequest
+from agentkit.engines.base import Engine, PredictionRequest
 from agentkit.errors import StructuredOutputError
+from agentkit.model_handle import AsyncModelHandle, ModelHandle
 from agentkit.portal import Portal
 from agentkit.prediction import PredictionBuilder, PredictionCallbacks, run_prediction
 from agentkit.results import ActResult, PredictionFragment, PredictionResult
@@ -62,32 +63,10 @@ class ActKwargs(RespondKwargs, total=False):
     cancel_token: CancelToken | None
 
 
-class AsyncLLM:
-    """An async handle on a loaded model."""
+class AsyncLLM(AsyncModelHandle):
+    """An async handle on a loaded language model."""
 
-    __slots__ = ("_engine", "_info")
-
-    def __init__(self, engine: Engine, info: ModelInstanceInfo) -> None:
-        self._engine = engine
-        self._info = info
-
-    @property
-    def identifier(self) -> str:
-        """This loaded instance's identifier."""
-        return self._info.identifier
-
-    @property
-    def model_key(self) -> str:
-        """The key of the model this instance runs."""
-        return self._info.model_key
-
-    @property
-    def info(self) -> ModelInstanceInfo:
-        """The instance's key, identifier, load config and TTL."""
-        return self._info
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.identifier!r})"
+    __slots__ = ()
 
     async def act(
         self,
@@ -162,10 +141,6 @@ class AsyncLLM:
     ) -> AsyncPredictionStream:
         """Stream the fragments of a complete()."""
         return self._stream(PredictionRequest(prompt=prompt), options)
-
-    async def unload(self) -> None:
-        """Unload this instance from the engine."""
-        await self._engine.unload(self.identifier)
 
     async def _predict(
         self, request: PredictionRequest, options: RespondKwargs
@@ -318,37 +293,10 @@ class PredictionStream:
         self.close()
 
 
-class LLM:
-    """A blocking handle on a loaded model; same methods as `AsyncLLM`."""
+class LLM(ModelHandle[AsyncLLM]):
+    """A blocking handle on a loaded language model; same methods as `AsyncLLM`."""
 
-    __slots__ = ("_async", "_portal")
-
-    def __init__(self, async_llm: AsyncLLM, portal: Portal) -> None:
-        self._async = async_llm
-        self._portal = portal
-
-    @property
-    def identifier(self) -> str:
-        """This loaded instance's identifier."""
-        return self._async.identifier
-
-    @property
-    def model_key(self) -> str:
-        """The key of the model this instance runs."""
-        return self._async.model_key
-
-    @property
-    def info(self) -> ModelInstanceInfo:
-        """The instance's key, identifier, load config and TTL."""
-        return self._async.info
-
-    @property
-    def async_handle(self) -> AsyncLLM:
-        """The async handle behind this one (use it inside async code)."""
-        return self._async
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.identifier!r})"
+    __slots__ = ()
 
     def act(
         self,
@@ -376,10 +324,3 @@ class LLM:
     def complete_stream(self, prompt: str, **options: Unpack[RespondKwargs]) -> PredictionStream:
         """Iterate the fragments of a complete()."""
         return PredictionStream(self._async.complete_stream(prompt, **options), self._portal)
-
-    def unload(self) -> None:
-        """Unload this instance from the engine."""
-        self._call(self._async.unload)
-
-    def _call(self, function: Callable[[], Awaitable[T]]) -> T:
-        return self._portal.call(function)

@@ -30,9 +30,12 @@ import anyio
 from agentkit.chat import AssistantMessage, Chat, Message, ToolCall, UserMessage
 from agentkit.config import LoadConfig
 from agentkit.engines.base import (
+    DownloadedModelInfo,
     FirstToken,
     MalformedToolCall,
+    ModelInfo,
     ModelInstanceInfo,
+    ModelKind,
     PredictionDone,
     PredictionEvent,
     PredictionRequest,
@@ -88,6 +91,7 @@ class ScriptExhaustedError(AgentkitError):
     """A list responder ran out of replies."""
 
 
+SCRIPTED_CONTEXT = 1_000_000
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
 
 
@@ -101,6 +105,7 @@ class ScriptedEngine:
     requests: list[PredictionRequest] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     _loaded: dict[str, ModelInstanceInfo] = field(default_factory=dict)
+    _vocabulary: dict[str, int] = field(default_factory=dict)
     _next_index: int = 0
     _wants_request: bool = False
 
@@ -117,24 +122,34 @@ class ScriptedEngine:
         return "agentkit.testing"
 
     async def get_or_load(
-        self, model_key: str | None, config: LoadConfig | None, ttl: float | None
+        self,
+        model_key: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """The instance of the key (default: this engine's model key), created on demand."""
         key = model_key or self.model_key
         for info in self._loaded.values():
-            if info.model_key == key:
+            if info.model_key == key and info.kind == kind:
                 return info
-        return self._register(key, key, config, ttl)
+        identifier = key if kind == "llm" else f"{key}:embedding"
+        return self._register(key, identifier, config, ttl, kind)
 
     async def load_new_instance(
-        self, model_key: str, identifier: str | None, config: LoadConfig | None, ttl: float | None
+        self,
+        model_key: str,
+        identifier: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """Another instance; identifiers must be unique."""
         if identifier is None:
             identifier = f"{model_key}:{len(self._loaded) + 1}"
         if identifier in self._loaded:
             raise ConfigurationError(f"an instance named {identifier!r} is already loaded")
-        return self._register(model_key, identifier, config, ttl)
+        return self._register(model_key, identifier, config, ttl, kind)
 
     async def unload(self, identifier: str) -> None:
         """Forget an instance."""
@@ -149,10 +164,49 @@ class ScriptedEngine:
         """Forget every instance."""
         self._loaded.clear()
 
+    async def list_downloaded(self) -> list[DownloadedModelInfo]:
+        """The scripted model, as if it were a file."""
+        return [DownloadedModelInfo(self.model_key, f"scripted://{self.model_key}", 0, "scripted")]
+
+    async def get_info(self, identifier: str) -> ModelInfo:
+        """Synthetic metadata."""
+        info = self._info(identifier)
+        return ModelInfo(info.model_key, "scripted", trained_context_length=SCRIPTED_CONTEXT)
+
+    async def get_context_length(self, identifier: str) -> int:
+        """The loaded context length (the load config's, or a large default)."""
+        return self._info(identifier).load_config.context_length or SCRIPTED_CONTEXT
+
+    async def tokenize(self, identifier: str, text: str) -> list[int]:
+        """One token per whitespace-separated word, ids stable for this engine."""
+        self._info(identifier)
+        return [self._vocabulary.setdefault(word, len(self._vocabulary)) for word in text.split()]
+
+    async def embed(self, identifier: str, texts: Sequence[str]) -> list[list[float]]:
+        """A deterministic bag-of-letters vector per text (26 dimensions, unit length)."""
+        self._info(identifier)
+        vectors = []
+        for text in texts:
+            counts = [float(text.lower().count(chr(ord("a") + i))) for i in range(26)]
+            norm = sum(c * c for c in counts) ** 0.5 or 1.0
+            vectors.append([c / norm for c in counts])
+        return vectors
+
+    def _info(self, identifier: str) -> ModelInstanceInfo:
+        try:
+            return self._loaded[identifier]
+        except KeyError:
+            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}") from None
+
     def _register(
-        self, key: str, identifier: str, config: LoadConfig | None, ttl: float | None
+        self,
+        key: str,
+        identifier: str,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
-        info = ModelInstanceInfo(key, identifier, config or LoadConfig(), ttl)
+        info = ModelInstanceInfo(key, identifier, config or LoadConfig(), ttl, kind)
         self._loaded[identifier] = info
         return info
 

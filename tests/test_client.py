@@ -178,3 +178,19 @@ def test_import_is_lazy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert output.stdout.strip() == "[]"
+
+
+def test_model_metadata_tokenizer_and_embeddings_on_the_scripted_engine() -> None:
+    with ak.Client(engine=echo_engine()) as client:
+        model = client.llm.model(config={"context_length": 2048})
+        assert model.get_info().architecture == "scripted"
+        assert model.get_context_length() == 2048
+        assert model.get_load_config().context_length == 2048
+        assert model.tokenize("a b a") == [0, 1, 0] and model.count_tokens("x y z") == 3
+        assert [m.model_key for m in client.llm.list_downloaded_models()] == ["scripted-model"]
+        embedder = client.embedding.model()
+        assert embedder.identifier == "scripted-model:embedding"
+        [vector] = embedder.embed("abc")
+        assert len(vector) == 26 and vector[0] == pytest.approx(3**-0.5)
+        assert [m.identifier for m in client.embedding.list_loaded()] == [embedder.identifier]
+        assert [m.identifier for m in client.llm.list_loaded()] == [model.identifier]

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from agentkit.chat import Message, ToolCall
 from agentkit.config import LoadConfig, PredictionConfig
 from agentkit.results import Usage
 
 __all__ = [
+    "DownloadedModelInfo",
     "Engine",
     "FirstToken",
     "MalformedToolCall",
+    "ModelInfo",
     "ModelInstanceInfo",
+    "ModelKind",
     "PredictionDone",
     "PredictionEvent",
     "PredictionRequest",
@@ -63,6 +66,9 @@ class PredictionRequest:
     round_index: int = 0
 
 
+ModelKind: TypeAlias = Literal["llm", "embedding"]
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInstanceInfo:
     """A loaded model instance: the model's key and this instance's identifier."""
@@ -71,6 +77,30 @@ class ModelInstanceInfo:
     identifier: str
     load_config: LoadConfig = field(default_factory=LoadConfig)
     ttl: float | None = None
+    kind: ModelKind = "llm"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a model file says about itself (GGUF metadata for local models)."""
+
+    model_key: str
+    architecture: str
+    parameters: str | None = None
+    quantization: str | None = None
+    size_bytes: int | None = None
+    trained_context_length: int | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadedModelInfo:
+    """A model available to load."""
+
+    model_key: str
+    path: str
+    size_bytes: int
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +161,11 @@ class Engine(Protocol):
         ...
 
     async def get_or_load(
-        self, model_key: str | None, config: LoadConfig | None, ttl: float | None
+        self,
+        model_key: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """Return a loaded instance of the model, loading it if none is (None: the default)."""
         ...
@@ -142,6 +176,7 @@ class Engine(Protocol):
         identifier: str | None,
         config: LoadConfig | None,
         ttl: float | None,
+        kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """Load another instance of a model, even if one is loaded already."""
         ...
@@ -152,6 +187,26 @@ class Engine(Protocol):
 
     async def list_loaded(self) -> list[ModelInstanceInfo]:
         """The loaded instances."""
+        ...
+
+    async def list_downloaded(self) -> list[DownloadedModelInfo]:
+        """Models that can be loaded."""
+        ...
+
+    async def get_info(self, identifier: str) -> ModelInfo:
+        """Metadata of a loaded instance's model."""
+        ...
+
+    async def get_context_length(self, identifier: str) -> int:
+        """The context length the instance was loaded with."""
+        ...
+
+    async def tokenize(self, identifier: str, text: str) -> list[int]:
+        """Token ids of text (no special tokens parsed, no BOS added)."""
+        ...
+
+    async def embed(self, identifier: str, texts: Sequence[str]) -> list[list[float]]:
+        """One embedding vector per text (embedding instances only)."""
         ...
 
     def predict(

@@ -28,6 +28,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,14 +38,22 @@ from agentkit.cancel import call_soon_in_loop
 from agentkit.config import LoadConfig, PredictionConfig
 from agentkit.engines import json_mode
 from agentkit.engines.base import (
+    DownloadedModelInfo,
     FirstToken,
+    ModelInfo,
     ModelInstanceInfo,
+    ModelKind,
     PredictionDone,
     PredictionEvent,
     PredictionRequest,
     PromptProgress,
 )
-from agentkit.engines.llama_models import GgufInfo, read_gguf_info, resolve_model
+from agentkit.engines.llama_models import (
+    GgufInfo,
+    list_downloaded_models,
+    read_gguf_info,
+    resolve_model,
+)
 from agentkit.engines.llama_sampling import SamplingParams, TokenSampler
 from agentkit.engines.prompt_formats import PromptFormat, Segment, format_for_architecture
 from agentkit.errors import ConfigurationError, EngineError, ModelNotFoundError
@@ -77,7 +86,7 @@ class InstanceStats:
 
 
 @dataclass(slots=True)
-class _Job:
+class _PredictJob:
     segments: list[Segment]
     grammar: str | None
     params: SamplingParams
@@ -86,6 +95,16 @@ class _Job:
     tools_offered: bool
     emit: Callable[[object], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(slots=True)
+class _EmbedJob:
+    texts: list[str]
+    emit: Callable[[object], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+_Job = _PredictJob | _EmbedJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,11 +233,14 @@ class _Instance:
             if job.cancelled.is_set():
                 continue
             try:
-                self._serve(job)
+                if isinstance(job, _EmbedJob):
+                    job.emit(_pooled(self.llama.embed(job.texts)))
+                else:
+                    self._serve(job)
             except BaseException as error:  # delivered to the waiting coroutine
                 job.emit(error)
 
-    def _serve(self, job: _Job) -> None:
+    def _serve(self, job: _PredictJob) -> None:
         tokens = self._tokenize(job.segments)
         limit = self.context_length
         if len(tokens) >= limit:
@@ -245,7 +267,7 @@ class _Instance:
             )
         return tokens
 
-    def _evaluate_prompt(self, tokens: list[int], job: _Job) -> None:
+    def _evaluate_prompt(self, tokens: list[int], job: _PredictJob) -> None:
         llama = self.llama
         live = _shared_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
         saved = self.states.best(tokens)
@@ -266,7 +288,7 @@ class _Instance:
             llama.eval(pending[start : start + batch])
             job.emit(PromptProgress(min(1.0, (start + batch) / len(pending))))
 
-    def _generate(self, job: _Job, max_tokens: int) -> tuple[int, str]:
+    def _generate(self, job: _PredictJob, max_tokens: int) -> tuple[int, str]:
         llama = self.llama
         splitter = json_mode.OutputSplitter(job.tools_offered)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -301,6 +323,17 @@ class _Instance:
         for pending in splitter.finish():
             job.emit(pending)
         return generated, finish
+
+
+def _pooled(embeddings: list[Any]) -> list[list[float]]:
+    """One vector per text: mean-pool per-token embeddings when the model has no pooling."""
+    vectors = []
+    for item in embeddings:
+        if item and isinstance(item[0], list):
+            width = len(item[0])
+            item = [sum(row[i] for row in item) / len(item) for i in range(width)]
+        vectors.append([float(x) for x in item])
+    return vectors
 
 
 def _is_end_of_generation(llama: Any, token: int) -> bool:
@@ -359,13 +392,17 @@ class LlamaCppEngine:
         return self._instance(identifier).stats
 
     async def get_or_load(
-        self, model_key: str | None, config: LoadConfig | None, ttl: float | None
+        self,
+        model_key: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """A loaded instance of the model; a differing load config is ignored with a warning."""
         key, path = resolve_model(model_key)
         with self._lock:
             for instance in self._instances.values():
-                if instance.info.model_key == key:
+                if instance.info.model_key == key and instance.info.kind == kind:
                     if config is not None and config != instance.info.load_config:
                         warnings.warn(
                             f"{key!r} is already loaded with {instance.info.load_config!r}; the "
@@ -374,10 +411,16 @@ class LlamaCppEngine:
                             stacklevel=2,
                         )
                     return instance.info
-        return await self._load(key, path, key, config, ttl)
+        identifier = key if kind == "llm" else f"{key}:embedding"
+        return await self._load(key, path, identifier, config, ttl, kind)
 
     async def load_new_instance(
-        self, model_key: str, identifier: str | None, config: LoadConfig | None, ttl: float | None
+        self,
+        model_key: str,
+        identifier: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """Load another instance even if the model is loaded."""
         key, path = resolve_model(model_key)
@@ -387,21 +430,22 @@ class LlamaCppEngine:
                 identifier = key if count == 0 else f"{key}:{count + 1}"
             if identifier in self._instances:
                 raise ConfigurationError(f"an instance named {identifier!r} is already loaded")
-        return await self._load(key, path, identifier, config, ttl)
+        return await self._load(key, path, identifier, config, ttl, kind)
 
     async def _load(
         self,
         key: str,
-        path: Any,
+        path: Path,
         identifier: str,
         config: LoadConfig | None,
         ttl: float | None,
+        kind: ModelKind,
     ) -> ModelInstanceInfo:
         config = config or LoadConfig()
         gguf = read_gguf_info(path)
         prompt_format = format_for_architecture(gguf.architecture, config.chat_format)
-        llama = await anyio.to_thread.run_sync(_new_llama, str(path), config, gguf)
-        info = ModelInstanceInfo(key, identifier, config, ttl)
+        llama = await anyio.to_thread.run_sync(_new_llama, str(path), config, gguf, kind)
+        info = ModelInstanceInfo(key, identifier, config, ttl, kind)
         instance = _Instance(
             info, llama, gguf, prompt_format, self._max_queue, self._kv_cache_bytes, self._expire
         )
@@ -429,15 +473,30 @@ class LlamaCppEngine:
         with self._lock:
             return [instance.info for instance in self._instances.values()]
 
-    def get_info(self, identifier: str) -> GgufInfo:
-        """GGUF metadata of a loaded instance's model file."""
-        return self._instance(identifier).gguf
+    async def list_downloaded(self) -> list[DownloadedModelInfo]:
+        """GGUF files in agentkit's models dir and LM Studio's models folders."""
+        found = await anyio.to_thread.run_sync(list_downloaded_models)
+        return [DownloadedModelInfo(m.key, str(m.path), m.size_bytes, m.source) for m in found]
 
-    def context_length(self, identifier: str) -> int:
+    async def get_info(self, identifier: str) -> ModelInfo:
+        """GGUF metadata of a loaded instance's model file."""
+        instance = self._instance(identifier)
+        gguf = instance.gguf
+        return ModelInfo(
+            model_key=instance.info.model_key,
+            architecture=gguf.architecture,
+            parameters=gguf.parameters,
+            quantization=gguf.quantization,
+            size_bytes=gguf.size_bytes,
+            trained_context_length=gguf.context_length,
+            path=str(gguf.path),
+        )
+
+    async def get_context_length(self, identifier: str) -> int:
         """The loaded context length."""
         return self._instance(identifier).context_length
 
-    def tokenize(self, identifier: str, text: str) -> list[int]:
+    async def tokenize(self, identifier: str, text: str) -> list[int]:
         """Token ids of text, with the model's tokenizer (no special tokens parsed)."""
         llama = self._instance(identifier).llama
         return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -449,46 +508,51 @@ class LlamaCppEngine:
             raise ModelNotFoundError(f"no loaded instance is named {identifier!r}")
         return instance
 
+    async def embed(self, identifier: str, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, from an instance loaded as an embedding model."""
+        instance = self._instance(identifier)
+        if instance.info.kind != "embedding":
+            raise ConfigurationError(
+                f"{identifier!r} is loaded as a language model; get an embedding handle with "
+                "client.embedding.model(...)"
+            )
+        async for vectors in _served(instance, lambda emit: _EmbedJob(list(texts), emit)):
+            return vectors  # type: ignore[return-value]
+        raise EngineError(f"{identifier!r} returned no embeddings")
+
     async def predict(
         self, identifier: str, request: PredictionRequest
     ) -> AsyncIterator[PredictionEvent]:
         """One prediction, streamed from the instance's worker thread."""
         instance = self._instance(identifier)
+        if instance.info.kind != "llm":
+            raise ConfigurationError(f"{identifier!r} is an embedding model; it cannot predict")
         config = request.config or PredictionConfig()
         tools = tuple(request.tools)
-        preamble = json_mode.tool_instructions(tools, request.response_format)
         if request.prompt is not None:
             segments = [Segment(request.prompt, special=False)]
         else:
+            preamble = json_mode.tool_instructions(tools, request.response_format)
             segments = instance.format.render(request.messages, preamble)
-        send, receive = anyio.create_memory_object_stream[object](math.inf)
-        loop = anyio.lowlevel.current_token()
-
-        def emit(item: object) -> None:
-            call_soon_in_loop(loop, lambda: _deliver(send, item))
-
-        job = _Job(
-            segments=segments,
-            grammar=json_mode.grammar_for(
-                tools, request.response_format, require_call=config.tool_choice == "required"
-            ),
-            params=_sampling_params(config),
-            max_tokens=config.max_tokens,
-            stop_strings=config.stop_strings,
-            tools_offered=bool(tools),
-            emit=emit,
+        grammar = json_mode.grammar_for(
+            tools, request.response_format, require_call=config.tool_choice == "required"
         )
-        instance.submit(job)
-        try:
-            async with receive:
-                async for item in receive:
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item  # type: ignore[misc]
-                    if isinstance(item, PredictionDone):
-                        return
-        finally:
-            job.cancelled.set()
+
+        def job(emit: Callable[[object], None]) -> _PredictJob:
+            return _PredictJob(
+                segments=segments,
+                grammar=grammar,
+                params=_sampling_params(config),
+                max_tokens=config.max_tokens,
+                stop_strings=config.stop_strings,
+                tools_offered=bool(tools),
+                emit=emit,
+            )
+
+        async for event in _served(instance, job):
+            yield event  # type: ignore[misc]
+            if isinstance(event, PredictionDone):
+                return
 
     async def aclose(self) -> None:
         """Unload everything."""
@@ -501,13 +565,35 @@ class LlamaCppEngine:
             await anyio.to_thread.run_sync(instance.thread.join)
 
 
+async def _served(
+    instance: _Instance, make_job: Callable[[Callable[[object], None]], _Job]
+) -> AsyncIterator[object]:
+    """Queue a job on the instance's worker and yield what it emits, raising its errors."""
+    send, receive = anyio.create_memory_object_stream[object](math.inf)
+    loop = anyio.lowlevel.current_token()
+
+    def emit(item: object) -> None:
+        call_soon_in_loop(loop, lambda: _deliver(send, item))
+
+    job = make_job(emit)
+    instance.submit(job)
+    try:
+        async with receive:
+            async for item in receive:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+    finally:
+        job.cancelled.set()
+
+
 def _deliver(send: Any, item: object) -> None:
     # A closed stream means the consumer is gone (cancelled); the worker stops at its next check.
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
         send.send_nowait(item)
 
 
-def _new_llama(path: str, config: LoadConfig, gguf: GgufInfo) -> Any:
+def _new_llama(path: str, config: LoadConfig, gguf: GgufInfo, kind: ModelKind) -> Any:
     from llama_cpp import Llama
 
     trained = gguf.context_length or DEFAULT_CONTEXT_LENGTH
@@ -520,6 +606,7 @@ def _new_llama(path: str, config: LoadConfig, gguf: GgufInfo) -> Any:
             n_gpu_layers=_gpu_layers(config.gpu_offload, gguf.block_count),
             rope_freq_base=config.rope_frequency_base or 0.0,
             seed=config.seed if config.seed is not None else 0xFFFFFFFF,
+            embedding=kind == "embedding",
             verbose=False,
         )
     except ValueError as error:  # llama-cpp-python reports load failures as ValueError

@@ -176,12 +176,40 @@ def test_lifecycle(client: ak.Client, model: ak.LLM) -> None:
     assert again.identifier == model.identifier
     extra = client.llm.load_new_instance(model.model_key, config={"context_length": 256})
     assert extra.identifier != model.identifier
-    assert engine_of(client).context_length(extra.identifier) == 256
+    assert extra.get_context_length() == 256
+    assert extra.get_load_config().context_length == 256
     assert {m.identifier for m in client.llm.list_loaded()} >= {model.identifier, extra.identifier}
     extra.unload()
     assert extra.identifier not in {m.identifier for m in client.llm.list_loaded()}
-    info = engine_of(client).get_info(model.identifier)
+    info = model.get_info()
     assert info.architecture == "gemma3" and info.quantization == "Q4_K_M"
+    assert info.size_bytes is not None and info.size_bytes > 200_000_000
+    downloaded = {m.model_key for m in client.llm.list_downloaded_models()}
+    assert model.model_key in downloaded
+
+
+def test_tokenizer(model: ak.LLM) -> None:
+    tokens = model.tokenize("Hello world, hello agents!")
+    assert 3 <= len(tokens) <= 10 and all(isinstance(t, int) for t in tokens)
+    assert model.count_tokens("Hello world, hello agents!") == len(tokens)
+    assert model.count_tokens("word " * 50) > model.count_tokens("word " * 10)
+
+
+def test_embeddings(client: ak.Client) -> None:
+    embedder = client.embedding.model()
+    cat, kitten, invoice = embedder.embed(["a small cat", "a little kitten", "quarterly invoice"])
+    assert len(cat) == len(kitten) > 100
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        dot = sum(x * y for x, y in zip(a, b, strict=True))
+        return dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
+
+    assert cosine(cat, kitten) > cosine(cat, invoice)
+    assert embedder.embed("one text")[0] != cat
+    language_model = client.llm.model(embedder.model_key)
+    engine = engine_of(client)
+    with pytest.raises(ak.ConfigurationError, match="loaded as a language model"):
+        client._portal.call(engine.embed, language_model.identifier, ["x"])
 
 
 def test_ttl_unloads_an_idle_instance(client: ak.Client, model: ak.LLM) -> None:
