@@ -42,7 +42,13 @@ def demo_responder(chat: ak.Chat, round_index: int) -> str | list[ak.ToolCall]:
     return f"The answer is {chat[-1].content}."
 
 
-def run_agent(model: ak.LLM, question: str) -> ak.ActResult:
+def run_agent(
+    model: ak.LLM,
+    question: str,
+    *,
+    max_rounds: int = 4,
+    config: ak.PredictionConfig | None = None,
+) -> ak.ActResult:
     """Run the calculator agent on a question, printing the run as it goes."""
     chat = ak.Chat(INSTRUCTIONS)
     chat.add_user_message(question)
@@ -56,11 +62,14 @@ def run_agent(model: ak.LLM, question: str) -> ak.ActResult:
         elif isinstance(message, ak.ToolResultMessage):
             marker = "error" if message.is_error else "result"
             print(f"  tool {marker:<6} {message.content}")
+        elif isinstance(message, ak.UserMessage):  # feedback on output that did not parse
+            print(f"  feedback    {message.content}")
 
     result = model.act(
         chat,
         [calculator],
-        max_prediction_rounds=4,
+        max_prediction_rounds=max_rounds,
+        config=config,
         on_round_start=lambda index: print(f"round {index + 1}"),
         on_message=show,
     )
@@ -84,6 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--model", default=None, help="model key or GGUF path (default model if omitted)"
     )
     run.add_argument("--url", default=None, help="lmstudio://host:port or http://host:port/v1")
+    run.add_argument(
+        "--tool-choice",
+        choices=["auto", "required"],
+        default="required",
+        help="required (default): the first rounds must call a tool, which a small base "
+        "model needs; the last round answers",
+    )
+    run.add_argument("--max-rounds", type=int, default=2, help="prediction rounds (default 2)")
+    run.add_argument("--max-tokens", type=int, default=64, help="tokens per round (default 64)")
     commands.add_parser("install-engine", help="build and install llama-cpp-python for this CPU")
     options = parser.parse_args(argv)
 
@@ -98,8 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("agentkit demo: a scripted model stands in for an LLM (no inference runs)\n")
             run_agent(ScriptedModel(demo_responder, model_key="demo-script"), options.question)
             return 0
+        config = ak.PredictionConfig(
+            temperature=0, seed=0, max_tokens=options.max_tokens, tool_choice=options.tool_choice
+        )
         with ak.Client(options.url) as client:
-            run_agent(client.llm.model(options.model), options.question)
+            model = client.llm.model(options.model)
+            print(
+                f"agentkit run: {model.model_key} on the {client.async_client.engine.provider_name} engine\n"
+            )
+            run_agent(model, options.question, max_rounds=options.max_rounds, config=config)
         return 0
     except AgentkitError as error:
         print(f"agentkit: {error}", file=sys.stderr)

@@ -31,6 +31,15 @@ def test_run_reports_engine_errors_with_exit_code_2(capsys: pytest.CaptureFixtur
     assert "cannot tell which engine" in capsys.readouterr().err
 
 
+def test_run_on_the_local_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "What is 12345 times 54321?", "--max-tokens", "48"]) == 0
+    out = capsys.readouterr().out
+    assert "gemma-3-270m-q4_k_m on the llama_cpp engine" in out
+    assert 'tool call   calculator({"expression":"12345 * 54321"})' in out
+    assert "tool result 670592745" in out
+    assert "2 rounds in" in out
+
+
 def test_console_script_entry_point() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "agentkit.cli", "demo", "2 plus 2"], capture_output=True, text=True

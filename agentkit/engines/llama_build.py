@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -94,12 +95,28 @@ def ensure_installed(*, force_build: bool = False, quiet: bool = False) -> Path:
         subprocess.run(build, env=env, check=True)
         wheels = sorted(directory.glob("llama_cpp_python-*.whl"))
     wheel = wheels[-1]
+    if not force_build and installed_from() == wheel.resolve().as_uri():
+        return wheel
     quiet_flag = ["-q"] if quiet else []
     # --force-reinstall: a same-version llama-cpp-python built with other flags must go.
     pip = [sys.executable, "-m", "pip", "install", *quiet_flag]
     subprocess.run([*pip, "--force-reinstall", "--no-deps", str(wheel)], check=True)
     subprocess.run([*pip, str(wheel)], check=True)
     return wheel
+
+
+def installed_from() -> str | None:
+    """The file URL of the wheel the installed llama-cpp-python came from (PEP 610), if any."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        record = distribution("llama_cpp_python").read_text("direct_url.json")
+    except PackageNotFoundError:
+        return None
+    if not record:
+        return None
+    url = json.loads(record).get("url")
+    return url if isinstance(url, str) else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -248,3 +248,31 @@ def test_missing_and_broken_model_files(client: ak.Client, tmp_path: Path) -> No
         truncated.write_bytes(source.read(2_000_000))
     with pytest.raises(InvalidModelFileError, match="truncated"):
         client.llm.model(str(truncated))
+
+
+def gguf_header_only(architecture: str) -> bytes:
+    """A GGUF v3 file with one metadata entry and no tensors."""
+    import struct
+
+    key, value = b"general.architecture", architecture.encode()
+    header = (
+        b"GGUF"
+        + struct.pack("<IQQ", 3, 0, 1)
+        + struct.pack("<Q", len(key))
+        + key
+        + struct.pack("<IQ", 8, len(value))
+        + value
+    )
+    return header + b"\0" * (-len(header) % 32)  # the data section starts aligned
+
+
+def test_unknown_architecture_needs_a_chat_format(client: ak.Client, tmp_path: Path) -> None:
+    path = tmp_path / "odd.gguf"
+    path.write_bytes(gguf_header_only("mamba-x"))
+    with pytest.raises(
+        ak.ConfigurationError, match="no chat format is known for architecture 'mamba-x'"
+    ):
+        client.llm.model(str(path))
+    # Naming a format gets past that check; llama.cpp then refuses the tensorless file clearly.
+    with pytest.raises(ak.AgentkitError, match="could not load"):
+        client.llm.model(str(path), config={"chat_format": "gemma"})
