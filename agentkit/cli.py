@@ -121,9 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         with ak.Client(options.url) as client:
             model = client.llm.model(options.model)
-            print(
-                f"agentkit run: {model.model_key} on the {client.async_client.engine.provider_name} engine\n"
-            )
+            engine = client.async_client.engine.provider_name
+            print(f"agentkit run: {model.model_key} on the {engine} engine\n")
             run_agent(model, options.question, max_rounds=options.max_rounds, config=config)
         return 0
     except AgentkitError as error:

@@ -26,7 +26,7 @@ import queue
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -380,7 +380,8 @@ class LlamaCppEngine:
         self._max_queue = max_queue
         self._kv_cache_bytes = kv_cache_bytes
         self._instances: dict[str, _Instance] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _instances; workers expire instances from threads
+        self._loading = anyio.Lock()
 
     @property
     def provider_name(self) -> str:
@@ -400,6 +401,12 @@ class LlamaCppEngine:
     ) -> ModelInstanceInfo:
         """A loaded instance of the model; a differing load config is ignored with a warning."""
         key, path = resolve_model(model_key)
+        async with self._loading:  # two callers asking for one model must not load it twice
+            return await self._get_or_load(key, path, config, ttl, kind)
+
+    async def _get_or_load(
+        self, key: str, path: Path, config: LoadConfig | None, ttl: float | None, kind: ModelKind
+    ) -> ModelInstanceInfo:
         with self._lock:
             for instance in self._instances.values():
                 if instance.info.model_key == key and instance.info.kind == kind:
@@ -424,13 +431,13 @@ class LlamaCppEngine:
     ) -> ModelInstanceInfo:
         """Load another instance even if the model is loaded."""
         key, path = resolve_model(model_key)
-        with self._lock:
-            if identifier is None:
-                count = sum(1 for i in self._instances.values() if i.info.model_key == key)
-                identifier = key if count == 0 else f"{key}:{count + 1}"
-            if identifier in self._instances:
-                raise ConfigurationError(f"an instance named {identifier!r} is already loaded")
-        return await self._load(key, path, identifier, config, ttl, kind)
+        async with self._loading:
+            with self._lock:
+                if identifier is None:
+                    identifier = _free_identifier(key, self._instances)
+                elif identifier in self._instances:
+                    raise ConfigurationError(f"an instance named {identifier!r} is already loaded")
+            return await self._load(key, path, identifier, config, ttl, kind)
 
     async def _load(
         self,
@@ -563,6 +570,16 @@ class LlamaCppEngine:
             instance.stop()
         for instance in instances:
             await anyio.to_thread.run_sync(instance.thread.join)
+
+
+def _free_identifier(key: str, taken: Mapping[str, object]) -> str:
+    """`key`, or `key:2`, `key:3`... whichever is not loaded."""
+    if key not in taken:
+        return key
+    number = 2
+    while f"{key}:{number}" in taken:
+        number += 1
+    return f"{key}:{number}"
 
 
 async def _served(

@@ -14,7 +14,10 @@ from agentkit.engines.llama_build import (
     wheel_dir,
 )
 
-AVX512_AMX = "flags\t\t: fpu sse4_2 avx avx2 fma f16c bmi2 avx512f avx512vbmi avx512_vnni amx_tile amx_int8\n"
+AVX512_AMX = (
+    "flags\t\t: fpu sse4_2 avx avx2 fma f16c bmi2 "
+    "avx512f avx512vbmi avx512_vnni amx_tile amx_int8\n"
+)
 AVX2_ONLY = "processor: 0\nflags : fpu sse4_2 avx avx2 fma f16c\n"
 
 
