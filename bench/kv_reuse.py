@@ -323,14 +323,28 @@ def print_summary(saved: Workload, live: Workload, rounds: int) -> bool:
     print(f"state restores: {stats.state_restores} (kv_cache_bytes=0: {live_stats.state_restores})")
     print(f"saved-state cache: {stats}")
     print(f"kv_cache_bytes=0:  {live_stats}")
-    states = saved.instance.states
-    print(
-        f"saved states held: {len(states._states)}, {states._bytes / 1e6:.1f} MB of a "
-        f"{states.budget / 1e6:.0f} MB budget"
-    )
+    print_state_cache(saved.instance)
     verdict = "MET" if met else "MISSED"
     print(f"target evaluated <= {TARGET_RATIO} x new in every round after the first: {verdict}")
     return met
+
+
+def print_state_cache(instance: _Instance) -> None:
+    """What the saved-state LRU holds, and how much of it a newer state makes redundant."""
+    states = instance.states
+    held = [(key, len(state.data)) for key, state in states._states.items()]
+    redundant = [
+        size
+        for key, size in held
+        if any(len(other) > len(key) and other[: len(key)] == key for other, _ in held)
+    ]
+    per_token = states._bytes / max(1, sum(len(key) for key, _ in held)) / 1e3
+    print(
+        f"saved states held: {len(held)}, {states._bytes / 1e6:.1f} MB of a "
+        f"{states.budget / 1e6:.0f} MB budget ({per_token:.1f} kB per token); "
+        f"{len(redundant)} of them ({sum(redundant) / 1e6:.1f} MB) are a prefix of another "
+        "held state"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
