@@ -22,7 +22,6 @@ import anyio.lowlevel
 
 from agentkit.callbacks import fire
 from agentkit.cancel import CancelToken
-from agentkit.chat import AssistantMessage, Message, UserMessage
 from agentkit.config import PredictionConfig
 from agentkit.engines.base import Engine, PredictionRequest
 from agentkit.errors import (
@@ -33,6 +32,7 @@ from agentkit.errors import (
     StructuredOutputError,
     ToolRetriesExceededError,
 )
+from agentkit.messages import AssistantMessage, Message, UserMessage
 from agentkit.prediction import PredictionCallbacks, RoundPrediction, run_prediction
 from agentkit.results import ActResult, PredictionResult, RoundRecord, StopReason, Usage
 from agentkit.structured import OutputFormat, OutputInvalid

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from agentkit.chat import AssistantMessage, Message, ToolCall
+from agentkit.messages import AssistantMessage, Message, ToolCall
 
 __all__ = [
     "ActResult",

@@ -17,7 +17,6 @@ from typing import Any, TypeAlias
 
 import anyio
 
-from agentkit.chat import ToolCall, ToolResultMessage
 from agentkit.errors import (
     InvalidToolRequest,
     ToolArgumentsError,
@@ -26,6 +25,7 @@ from agentkit.errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
+from agentkit.messages import ToolCall, ToolResultMessage
 from agentkit.results import ToolCallRecord
 from agentkit.tools.signature import BoundArguments
 from agentkit.tools.tool import Tool, render_result

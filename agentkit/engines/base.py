@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from agentkit.chat import Message, ToolCall
 from agentkit.config import LoadConfig, PredictionConfig
+from agentkit.messages import Message, ToolCall
 from agentkit.results import Usage
 
 __all__ = [

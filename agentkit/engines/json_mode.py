@@ -19,7 +19,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from agentkit.chat import ToolCall
 from agentkit.engines.base import (
     MalformedToolCall,
     ResponseFormatSpec,
@@ -27,6 +26,7 @@ from agentkit.engines.base import (
     ToolCallRequested,
     ToolDefinition,
 )
+from agentkit.messages import ToolCall
 
 __all__ = ["MAX_CALLS", "OutputSplitter", "grammar_for", "tool_instructions"]
 

@@ -15,8 +15,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentkit.chat import AssistantMessage, Message, SystemMessage, ToolResultMessage, UserMessage
 from agentkit.errors import ConfigurationError
+from agentkit.messages import (
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    ToolResultMessage,
+    UserMessage,
+)
 
 __all__ = ["GemmaFormat", "PromptFormat", "Segment", "format_for_architecture"]
 
