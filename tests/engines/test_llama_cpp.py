@@ -312,3 +312,30 @@ def test_saved_states_extended_by_a_newer_one_are_dropped() -> None:
     assert cache.best([1, 2]) is not None and cache.best([1, 2])[1].tokens == (1, 2, 3)  # type: ignore[index]
     cache.put(_SavedState((8,), b"w" * 95))  # evicts least recently used to fit the budget
     assert cache.best([7]) is None
+
+
+@pytest.mark.parametrize(
+    ("offload", "layers", "expected"),
+    [
+        (None, 18, 0),
+        ("off", 18, 0),
+        (0, 18, 0),
+        ("max", 18, -1),
+        (1.0, 18, -1),
+        (0.5, 18, 9),
+        (0.01, 18, 1),
+    ],
+)
+def test_gpu_offload_maps_to_layers(
+    offload: str | float | None, layers: int, expected: int
+) -> None:
+    from agentkit.engines.llama_cpp import _gpu_layers
+
+    assert _gpu_layers(offload, layers) == expected
+
+
+def test_gpu_offload_out_of_range_is_rejected() -> None:
+    from agentkit.engines.llama_cpp import _gpu_layers
+
+    with pytest.raises(ak.ConfigurationError, match="gpu_offload"):
+        _gpu_layers(1.5, 18)
