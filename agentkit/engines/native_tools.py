@@ -86,9 +86,7 @@ class ToolFormat:
 
 
 HERMES = ToolFormat("hermes", ("<tool_call>",), ("<tool_call>",), tagged=True)
-LLAMA3 = ToolFormat(
-    "llama3", ("<|python_tag|>", "ipython"), ("<|python_tag|>",), bare_opener="{"
-)
+LLAMA3 = ToolFormat("llama3", ("<|python_tag|>", "ipython"), ("<|python_tag|>",), bare_opener="{")
 MISTRAL = ToolFormat("mistral", ("[TOOL_CALLS]",), ("[TOOL_CALLS]",), bare_opener="[{")
 TOOL_FORMATS = (HERMES, MISTRAL, LLAMA3)
 
@@ -178,9 +176,7 @@ class NativeSplitter:
         self._mode = "json" if compact.startswith(opener) else "text"
         return self._mode == "text"
 
-    def _scan(
-        self, markers: Sequence[str], out: list[TextDelta], *, reasoning: bool
-    ) -> str | None:
+    def _scan(self, markers: Sequence[str], out: list[TextDelta], *, reasoning: bool) -> str | None:
         """Emit text up to the first marker and consume it; None (and hold back) if none yet."""
         buffer = self._buffer
         found = [(buffer.index(marker), marker) for marker in markers if marker in buffer]
@@ -222,10 +218,12 @@ def _parse_tagged(text: str) -> list[Event]:
     for match in _TAGGED_CALL.finditer(text):
         _add_text(text[position : match.start()], events)
         body, raw, closed = match.group(1), match.group(0), bool(match.group(2))
+        if not closed:  # a cut end tag may follow complete JSON
+            body = body[: len(body) - _held_back(body, ("</tool_call>",))]
         try:
             value = json.loads(body)
         except json.JSONDecodeError as error:
-            events.append(MalformedToolCall(raw, _json_problem(error, body.rstrip(), closed)))
+            events.append(MalformedToolCall(raw, _json_problem(error, cut=not closed)))
         else:
             events.append(_call_event(value, raw))
         position = match.end()
@@ -251,7 +249,8 @@ def _parse_json(text: str) -> list[Event]:
         try:
             value, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:
-            events.append(MalformedToolCall(text[position:], _json_problem(error, text, False)))
+            cut = error.pos >= len(text) or error.msg.startswith("Unterminated")
+            events.append(MalformedToolCall(text[position:], _json_problem(error, cut=cut)))
             break
         items = value if isinstance(value, list) else [value]
         raw = text[position:end]
@@ -294,8 +293,8 @@ def _call_event(value: object, raw: str) -> ToolCallRequested | MalformedToolCal
         return MalformedToolCall(raw, f"unusable arguments: {error}")
 
 
-def _json_problem(error: json.JSONDecodeError, text: str, closed: bool) -> str:
-    if not closed or error.pos >= len(text):
+def _json_problem(error: json.JSONDecodeError, *, cut: bool) -> str:
+    if cut:
         return f"the tool call was cut short ({error.msg})"
     return f"invalid JSON: {error.msg} at position {error.pos}"
 
