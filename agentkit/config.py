@@ -32,7 +32,9 @@ class LoadConfig(_Config):
     threads: int | None = Field(default=None, gt=0)
     seed: int | None = None
     chat_format: str | None = None
-    """Prompt format for models whose architecture agentkit cannot infer one for."""
+    """A built-in prompt format (JSON-mode tools) instead of the model's own template."""
+    chat_template: str | None = None
+    """A Jinja chat template to use instead of the one in the model file."""
 
 
 class PredictionConfig(_Config):

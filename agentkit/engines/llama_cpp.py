@@ -36,7 +36,6 @@ import anyio.lowlevel
 
 from agentkit.cancel import call_soon_in_loop
 from agentkit.config import LoadConfig, PredictionConfig
-from agentkit.engines import json_mode
 from agentkit.engines.base import (
     DownloadedModelInfo,
     FirstToken,
@@ -48,6 +47,7 @@ from agentkit.engines.base import (
     PredictionRequest,
     PromptProgress,
 )
+from agentkit.engines.jinja_format import JinjaPromptFormat
 from agentkit.engines.llama_models import (
     GgufInfo,
     list_downloaded_models,
@@ -55,7 +55,9 @@ from agentkit.engines.llama_models import (
     resolve_model,
 )
 from agentkit.engines.llama_sampling import SamplingParams, TokenSampler
+from agentkit.engines.native_tools import detect_tool_format
 from agentkit.engines.prompt_formats import PromptFormat, Segment, format_for_architecture
+from agentkit.engines.tool_modes import NativeTemplate, RoundPlan, plan_round
 from agentkit.errors import ConfigurationError, EngineError, ModelNotFoundError
 from agentkit.results import Usage
 
@@ -90,12 +92,10 @@ class InstanceStats:
 
 @dataclass(slots=True)
 class _PredictJob:
-    segments: list[Segment]
-    grammar: str | None
+    plan: RoundPlan
     params: SamplingParams
     max_tokens: int | None
     stop_strings: tuple[str, ...]
-    tools_offered: bool
     emit: Callable[[object], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -187,6 +187,7 @@ class _Instance:
         llama: Any,
         gguf: GgufInfo,
         prompt_format: PromptFormat,
+        native: NativeTemplate | None,
         max_queue: int,
         kv_cache_bytes: int,
         on_idle: Callable[[_Instance], None],
@@ -195,6 +196,7 @@ class _Instance:
         self.llama = llama
         self.gguf = gguf
         self.format = prompt_format
+        self.native = native
         self.stats = InstanceStats()
         self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
         self.states = _StateCache(kv_cache_bytes)
@@ -244,7 +246,7 @@ class _Instance:
                 job.emit(error)
 
     def _serve(self, job: _PredictJob) -> None:
-        tokens = self._tokenize(job.segments)
+        tokens = self._tokenize(job.plan.segments)
         limit = self.context_length
         if len(tokens) >= limit:
             raise PromptTooLongError(
@@ -293,13 +295,14 @@ class _Instance:
 
     def _generate(self, job: _PredictJob, max_tokens: int) -> tuple[int, str]:
         llama = self.llama
-        splitter = json_mode.OutputSplitter(job.tools_offered)
+        splitter = job.plan.router()
+        special = job.plan.special_output
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = _StopMatcher(job.stop_strings)
         generated = 0
         token = -1
         finish = "length"
-        with TokenSampler(llama, job.params, job.grammar) as sampler:
+        with TokenSampler(llama, job.params, job.plan.grammar) as sampler:
             while generated < max_tokens:
                 if job.cancelled.is_set():
                     finish = "cancelled"
@@ -317,7 +320,7 @@ class _Instance:
                 if generated == 1:
                     job.emit(FirstToken())
                 piece, stopped = stops.feed(
-                    decoder.decode(llama.detokenize([token], special=False))
+                    decoder.decode(llama.detokenize([token], special=special))
                 )
                 for event in splitter.feed(piece):
                     job.emit(event)
@@ -329,6 +332,12 @@ class _Instance:
         for pending in splitter.finish():
             job.emit(pending)
         return generated, finish
+
+
+def _token_text(llama: Any, token: int) -> str:
+    if token < 0:
+        return ""
+    return bytes(llama.detokenize([token], special=True)).decode("utf-8", errors="replace")
 
 
 def _pooled(embeddings: list[Any]) -> list[list[float]]:
@@ -482,11 +491,32 @@ class LlamaCppEngine:
     ) -> ModelInstanceInfo:
         config = config or LoadConfig()
         gguf = read_gguf_info(path)
-        prompt_format = format_for_architecture(gguf.architecture, config.chat_format)
+        template = config.chat_template or gguf.chat_template
+        tool_format = None
+        if config.chat_format is None and template is not None:
+            tool_format = detect_tool_format(template)
+        if tool_format is None:  # JSON mode on a built-in format; fails early if none fits
+            prompt_format = format_for_architecture(gguf.architecture, config.chat_format)
         llama = await anyio.to_thread.run_sync(_new_llama, str(path), config, gguf, kind)
+        native = None
+        if tool_format is not None and template is not None:
+            jinja = JinjaPromptFormat(
+                template,
+                _token_text(llama, llama.token_bos()),
+                _token_text(llama, llama.token_eos()),
+            )
+            native = NativeTemplate(jinja, tool_format)
+            prompt_format = jinja
         info = ModelInstanceInfo(key, identifier, config, ttl, kind)
         instance = _Instance(
-            info, llama, gguf, prompt_format, self._max_queue, self._kv_cache_bytes, self._expire
+            info,
+            llama,
+            gguf,
+            prompt_format,
+            native,
+            self._max_queue,
+            self._kv_cache_bytes,
+            self._expire,
         )
         with self._lock:
             self._instances[identifier] = instance
@@ -567,24 +597,14 @@ class LlamaCppEngine:
         if instance.info.kind != "llm":
             raise ConfigurationError(f"{identifier!r} is an embedding model; it cannot predict")
         config = request.config or PredictionConfig()
-        tools = tuple(request.tools)
-        if request.prompt is not None:
-            segments = [Segment(request.prompt, special=False)]
-        else:
-            preamble = json_mode.tool_instructions(tools, request.response_format)
-            segments = instance.format.render(request.messages, preamble)
-        grammar = json_mode.grammar_for(
-            tools, request.response_format, require_call=config.tool_choice == "required"
-        )
+        plan = plan_round(request, config, instance.format, instance.native)
 
         def job(emit: Callable[[object], None]) -> _PredictJob:
             return _PredictJob(
-                segments=segments,
-                grammar=grammar,
+                plan=plan,
                 params=_sampling_params(config),
                 max_tokens=config.max_tokens,
                 stop_strings=config.stop_strings,
-                tools_offered=bool(tools),
                 emit=emit,
             )
 

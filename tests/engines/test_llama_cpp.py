@@ -339,3 +339,35 @@ def test_gpu_offload_out_of_range_is_rejected() -> None:
 
     with pytest.raises(ak.ConfigurationError, match="gpu_offload"):
         _gpu_layers(1.5, 18)
+
+
+HERMES_TEMPLATE = """\
+{%- if tools %}<|im_start|>system
+You may call functions. <tools>{% for tool in tools %}{{ tool | tojson }}{% endfor %}</tools>
+Return each call as <tool_call>{"name": <name>, "arguments": <args>}</tool_call><|im_end|>
+{% endif %}{% for message in messages %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
+def test_native_mode_from_a_tool_aware_chat_template(client: ak.Client, model: ak.LLM) -> None:
+    native = client.llm.load_new_instance(
+        model.model_key, "hermes", config={"context_length": 1024, "chat_template": HERMES_TEMPLATE}
+    )
+    try:
+        instance = engine_of(client)._instance(native.identifier)
+        assert instance.native is not None and instance.native.tool_format.name == "hermes"
+        chat = ak.Chat.from_history("What is 12345 times 54321?")
+        free = native.act(chat, [calculator], max_prediction_rounds=1, config=GREEDY)
+        assert free.rounds == 1 and free.final is not None  # free output, parsed by the format
+        forced = native.act(
+            chat,
+            [calculator],
+            max_prediction_rounds=2,
+            config={**GREEDY, "max_tokens": 40, "tool_choice": "required"},
+        )
+        call = forced.round_records[0].tool_calls[0].call
+        assert call.name == "calculator" and isinstance(call.arguments, dict)
+    finally:
+        native.unload()
