@@ -33,6 +33,7 @@ from agentkit.errors import (
     ToolRetriesExceededError,
 )
 from agentkit.messages import AssistantMessage, Message, UserMessage
+from agentkit.observe import RunInfo, RunTrace, get_observer
 from agentkit.prediction import PredictionCallbacks, RoundPrediction, run_prediction
 from agentkit.results import ActResult, PredictionResult, RoundRecord, StopReason, Usage
 from agentkit.structured import OutputFormat, OutputInvalid
@@ -98,8 +99,22 @@ async def run_act(
     callbacks: ActCallbacks,
 ) -> ActResult:
     """Run the loop to its end; see `AsyncLLM.act` for the public contract."""
-    run = _Run(engine, identifier, model_name, list(history), Toolset(tools), options, callbacks)
-    token = options.cancel_token
+    toolset = Toolset(tools)
+    info = RunInfo(
+        model_name, engine.provider_name, toolset.definitions, options.max_prediction_rounds
+    )
+    trace = get_observer().start_run(info)
+    run = _Run(engine, identifier, model_name, list(history), toolset, options, callbacks, trace)
+    try:
+        result = await _cancellable(run, options.cancel_token)
+    except BaseException as error:
+        trace.run_ended(run.snapshot(), error)
+        raise
+    trace.run_ended(result, None)
+    return result
+
+
+async def _cancellable(run: _Run, token: CancelToken | None) -> ActResult:
     if token is None:
         return await run.loop()
     with token.attach() as scope:
@@ -131,7 +146,9 @@ class _Run:
         toolset: Toolset,
         options: ActOptions,
         callbacks: ActCallbacks,
+        trace: RunTrace,
     ) -> None:
+        self.trace = trace
         self.engine = engine
         self.identifier = identifier
         self.model_name = model_name
@@ -158,6 +175,15 @@ class _Run:
         return self.result
 
     async def round(self, index: int, final_round: bool) -> None:
+        self.trace.round_started(index, final_round)
+        try:
+            record = await self._round(index, final_round)
+        except BaseException as error:
+            self.trace.round_ended(None, error)
+            raise
+        self.trace.round_ended(record, None)
+
+    async def _round(self, index: int, final_round: bool) -> RoundRecord:
         callbacks = self.callbacks
         await fire(callbacks.on_round_start, index)
         output_format = self.options.response_format
@@ -168,9 +194,7 @@ class _Run:
             response_format=None if output_format is None else output_format.spec,
             round_index=index,
         )
-        predicted = await run_prediction(
-            self.engine, self.identifier, self.model_name, request, callbacks.stream
-        )
+        predicted = await self.predict(request)
         self.result.usage += predicted.result.usage
         await fire(callbacks.on_prediction_completed, predicted.result)
         tools_started = time.perf_counter()
@@ -187,6 +211,19 @@ class _Run:
         with anyio.CancelScope(shield=True):
             await self.commit(record, output)
         await fire(callbacks.on_round_end, index)
+        return record
+
+    async def predict(self, request: PredictionRequest) -> RoundPrediction:
+        self.trace.prediction_started(request)
+        try:
+            predicted = await run_prediction(
+                self.engine, self.identifier, self.model_name, request, self.callbacks.stream
+            )
+        except BaseException as error:
+            self.trace.prediction_ended(None, error)
+            raise
+        self.trace.prediction_ended(predicted.result, None)
+        return predicted
 
     async def tool_round(self, predicted: RoundPrediction, final_round: bool) -> _RoundOutput:
         handler = self.options.handle_invalid_tool_request
@@ -196,6 +233,7 @@ class _Run:
             final_round=final_round,
             max_parallel=self.options.max_parallel_tool_calls,
             handler=handler,
+            trace=self.trace,
         )
         assistant = predicted.result.message
         feedback: list[Message] = []

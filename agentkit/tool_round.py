@@ -26,6 +26,7 @@ from agentkit.errors import (
     UnknownToolError,
 )
 from agentkit.messages import ToolCall, ToolResultMessage
+from agentkit.observe import NO_TRACE, RunTrace
 from agentkit.results import ToolCallRecord
 from agentkit.tools.signature import BoundArguments
 from agentkit.tools.tool import Tool, render_result
@@ -52,6 +53,7 @@ class ToolCallOutcome:
     content: str = ""
     error: InvalidToolRequest | None = None
     duration_seconds: float = 0.0
+    executed: bool = False
 
     def message(self) -> ToolResultMessage:
         """The tool result message to commit to the chat."""
@@ -75,6 +77,7 @@ async def run_tool_calls(
     final_round: bool,
     max_parallel: int | None,
     handler: InvalidRequestHandler | None,
+    trace: RunTrace = NO_TRACE,
 ) -> list[ToolCallOutcome]:
     """Run the calls (sequential tools alone, the rest concurrently); outcomes in call order."""
     outcomes = [ToolCallOutcome(call, toolset.get(call.name)) for call in calls]
@@ -86,11 +89,14 @@ async def run_tool_calls(
     limiter = anyio.CapacityLimiter(max_parallel) if max_parallel else None
     for batch in _batches(runnable):
         if len(batch) == 1:
-            await _execute(*batch[0], limiter)
+            await _execute(*batch[0], limiter, trace)
             continue
         async with anyio.create_task_group() as group:
             for outcome, bound in batch:
-                group.start_soon(_execute, outcome, bound, limiter)
+                group.start_soon(_execute, outcome, bound, limiter, trace)
+    for outcome in outcomes:
+        if not outcome.executed:
+            trace.tool_call_rejected(outcome)
     for outcome in outcomes:
         if outcome.error is not None:
             outcome.content = await message_for_invalid_request(
@@ -148,15 +154,21 @@ def _is_sequential(batch: list[tuple[ToolCallOutcome, BoundArguments]]) -> bool:
 
 
 async def _execute(
-    outcome: ToolCallOutcome, bound: BoundArguments, limiter: anyio.CapacityLimiter | None
+    outcome: ToolCallOutcome,
+    bound: BoundArguments,
+    limiter: anyio.CapacityLimiter | None,
+    trace: RunTrace,
 ) -> None:
     tool = outcome.tool
     assert tool is not None  # only validated calls get here
+    outcome.executed = True
     if limiter is not None:
         async with limiter:
-            await _execute_now(outcome, tool, bound)
+            with trace.tool_call(outcome):
+                await _execute_now(outcome, tool, bound)
     else:
-        await _execute_now(outcome, tool, bound)
+        with trace.tool_call(outcome):
+            await _execute_now(outcome, tool, bound)
 
 
 async def _execute_now(
