@@ -71,6 +71,7 @@ def configure(
     service_name: str = "agentkit",
     capture_content: bool = False,
     redact: Redactor | None = None,
+    otlp_metrics: bool = True,
     set_global: bool = True,
 ) -> TracingHandle:
     """Set up the OpenTelemetry SDK with the chosen exporters and trace act() runs with it.
@@ -81,6 +82,8 @@ def configure(
             Phoenix); spans go to `{endpoint}/v1/traces`, metrics to `{endpoint}/v1/metrics`.
             Needs `pip install opentelemetry-exporter-otlp-proto-http`.
         jsonl_path: append one JSON object per finished span to this file.
+        otlp_metrics: also export metrics over OTLP (off for backends that take only traces,
+            such as Phoenix).
         set_global: also install the providers as OpenTelemetry's global ones.
     """
     from opentelemetry import metrics, trace
@@ -118,9 +121,9 @@ def configure(
         tracer_provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
         )
-        readers.append(
-            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
-        )
+        if otlp_metrics:
+            exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics")
+            readers.append(PeriodicExportingMetricReader(exporter))
     meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
     if set_global:
         trace.set_tracer_provider(tracer_provider)
