@@ -1,0 +1,880 @@
+"""Record predictions to a JSONL file, then replay them without inference.
+
+Record a run once, on a real engine:
+
+    from agentkit.tracing.replay import RecordingEngine, ReplayEngine
+
+    with agentkit.Client(engine=RecordingEngine(LlamaCppEngine(), "run.jsonl")) as client:
+        client.llm.model().act(chat, [multiply], on_message=chat.append)
+
+and replay it in evaluations and regression tests, with no model loaded:
+
+    with agentkit.Client(engine=ReplayEngine("run.jsonl")) as client:
+        result = client.llm.model().act(chat, [multiply], on_message=chat.append)
+
+`ReplayModel("run.jsonl")` (`AsyncReplayModel` in async code) is a model handle on a replay
+engine of its own, like `agentkit.testing.ScriptedModel`. Tools run for real during a replay;
+only the model's predictions come from the file.
+
+Recording: `RecordingEngine` delegates everything to the engine it wraps and appends one JSON
+line per prediction to the file: the model key, the request (messages as OpenAI-style dicts,
+tools, config, response format, prompt, round index) and the events the engine sent (tool calls
+with name, arguments and id). A line is written and flushed when the prediction's
+`PredictionDone` arrives, so a crash loses at most the predictions in flight; a prediction that
+fails or is cancelled before then is not recorded. Results of `tokenize`, `embed`,
+`get_context_length` and `get_info` are recorded too (each distinct call once). Concurrent
+predictions, from tasks or threads (even of several engines recording to one file), each
+write whole lines.
+
+Matching: a request is served a recording with the same key, computed from the model key and
+the request's messages, tools, config, response format and prompt (not its round index). Tool
+call ids are random per run, so the key replaces them by their order of first appearance
+(`call_0`, `call_1`...). Identical requests recorded several times are served in the order
+they were recorded (the order their predictions completed); once all are served, another one
+is a miss, unless `allow_repeats=True`, which serves the last one again. A miss raises
+`ReplayMissError` (an `EngineError`) saying what was asked, how many predictions the file
+holds, and which recording is closest and where it differs; `ReplayEngine.unserved` lists the
+recorded predictions not used yet (a run that did less). Replayed tool calls keep their
+recorded ids, so a replayed chat equals the recorded one. Tokenizations and embeddings (per
+text) are looked up by model and text; one that was not recorded is a `ReplayMissError` too.
+
+Files: a line that is not a valid record raises `RecordingFormatError` naming the file and
+line. A final line without its newline, cut short by a crash, is skipped with a
+`RuntimeWarning`; `RecordingEngine` removes it before appending to the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import anyio.lowlevel
+
+from agentkit.chat import Chat, ToolCall
+from agentkit.chat_dicts import message_to_dict
+from agentkit.config import LoadConfig
+from agentkit.engines.base import (
+    DownloadedModelInfo,
+    Engine,
+    FirstToken,
+    MalformedToolCall,
+    ModelInfo,
+    ModelInstanceInfo,
+    ModelKind,
+    PredictionDone,
+    PredictionEvent,
+    PredictionRequest,
+    PromptProgress,
+    TextDelta,
+    ToolCallRequested,
+)
+from agentkit.errors import AgentkitError, ConfigurationError, EngineError, ModelNotFoundError
+from agentkit.handles import LLM, AsyncLLM
+from agentkit.portal import default_portal
+from agentkit.results import Usage
+
+__all__ = [
+    "AsyncReplayModel",
+    "RecordingEngine",
+    "RecordingFormatError",
+    "ReplayEngine",
+    "ReplayMissError",
+    "ReplayModel",
+]
+
+T = TypeVar("T")
+_WRITE_LOCK = threading.Lock()  # one for every recording: engines may share a file
+_KEYED_FIELDS = ("tools", "config", "response_format", "prompt")
+
+
+class ReplayMissError(EngineError):
+    """The replayed agent asked for something the recording does not hold."""
+
+
+class RecordingFormatError(AgentkitError, ValueError):
+    """A recording file holds a line that is not a valid record."""
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        super().__init__(f"{path}:{line}: {problem}")
+        self.path = path
+        self.line = line
+
+
+# -- recording ------------------------------------------------------------------------------
+
+
+class RecordingEngine:
+    """An engine that appends every completed prediction of `inner` to a JSONL file."""
+
+    def __init__(self, inner: Engine, path: str | os.PathLike[str]) -> None:
+        self._inner = inner
+        self._path = Path(path)
+        self._instances: dict[str, ModelInstanceInfo] = {}
+        self._written_calls: set[str] = set()
+        _drop_truncated_tail(self._path)
+
+    @property
+    def inner(self) -> Engine:
+        """The engine that runs the predictions."""
+        return self._inner
+
+    @property
+    def path(self) -> Path:
+        """The recording file."""
+        return self._path
+
+    @property
+    def provider_name(self) -> str:
+        """The wrapped engine's provider."""
+        return self._inner.provider_name
+
+    async def get_or_load(
+        self,
+        model_key: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
+    ) -> ModelInstanceInfo:
+        """Delegated."""
+        return self._track(await self._inner.get_or_load(model_key, config, ttl, kind))
+
+    async def load_new_instance(
+        self,
+        model_key: str,
+        identifier: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
+    ) -> ModelInstanceInfo:
+        """Delegated."""
+        info = await self._inner.load_new_instance(model_key, identifier, config, ttl, kind)
+        return self._track(info)
+
+    async def unload(self, identifier: str) -> None:
+        """Delegated."""
+        await self._inner.unload(identifier)
+        self._instances.pop(identifier, None)
+
+    async def list_loaded(self) -> list[ModelInstanceInfo]:
+        """Delegated."""
+        return [self._track(info) for info in await self._inner.list_loaded()]
+
+    async def list_downloaded(self) -> list[DownloadedModelInfo]:
+        """Delegated."""
+        return await self._inner.list_downloaded()
+
+    async def get_info(self, identifier: str) -> ModelInfo:
+        """Delegated and recorded."""
+        info = await self._inner.get_info(identifier)
+        await self._record_call("get_info", identifier, {}, dataclasses.asdict(info))
+        return info
+
+    async def get_context_length(self, identifier: str) -> int:
+        """Delegated and recorded."""
+        length = await self._inner.get_context_length(identifier)
+        await self._record_call("get_context_length", identifier, {}, length)
+        return length
+
+    async def tokenize(self, identifier: str, text: str) -> list[int]:
+        """Delegated and recorded."""
+        tokens = await self._inner.tokenize(identifier, text)
+        await self._record_call("tokenize", identifier, {"text": text}, tokens)
+        return tokens
+
+    async def embed(self, identifier: str, texts: Sequence[str]) -> list[list[float]]:
+        """Delegated and recorded."""
+        vectors = await self._inner.embed(identifier, texts)
+        await self._record_call("embed", identifier, {"texts": list(texts)}, vectors)
+        return vectors
+
+    async def predict(
+        self, identifier: str, request: PredictionRequest
+    ) -> AsyncIterator[PredictionEvent]:
+        """The inner engine's events, recorded when its `PredictionDone` arrives."""
+        model_key = await self._model_key(identifier)
+        events: list[dict[str, Any]] = []
+        stream = self._inner.predict(identifier, request)
+        try:
+            async for event in stream:
+                events.append(_event_to_dict(event))
+                if isinstance(event, PredictionDone):
+                    record = {
+                        "type": "prediction",
+                        "model_key": model_key,
+                        "request": _request_to_dict(request),
+                        "events": events,
+                    }
+                    self._append(record)
+                yield event
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def aclose(self) -> None:
+        """Close the inner engine (every record is on disk already)."""
+        await self._inner.aclose()
+
+    def _track(self, info: ModelInstanceInfo) -> ModelInstanceInfo:
+        self._instances[info.identifier] = info
+        return info
+
+    async def _model_key(self, identifier: str) -> str:
+        if identifier not in self._instances:
+            await self.list_loaded()  # an instance loaded before recording started
+        info = self._instances.get(identifier)
+        return identifier if info is None else info.model_key
+
+    async def _record_call(
+        self, method: str, identifier: str, args: dict[str, Any], result: object
+    ) -> None:
+        model_key = await self._model_key(identifier)
+        seen = _canonical([method, model_key, args])
+        with _WRITE_LOCK:
+            if seen in self._written_calls:
+                return
+            self._written_calls.add(seen)
+        record = {"type": "call", "method": method, "model_key": model_key, "args": args}
+        self._append({**record, "result": result})
+
+    def _append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        with _WRITE_LOCK, self._path.open("a", encoding="utf-8") as file:
+            file.write(line)
+
+
+def _drop_truncated_tail(path: Path) -> None:
+    """Create the file, and cut off a final line an interrupted recording left incomplete."""
+    with path.open("ab+") as file:
+        end = file.seek(0, os.SEEK_END)
+        if end == 0:
+            return
+        file.seek(end - 1)
+        if file.read(1) == b"\n":
+            return
+        position, start = end, 0
+        while position > 0:
+            chunk = _read_before(file, position)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                start = position - len(chunk) + newline + 1
+                break
+            position -= len(chunk)
+        file.seek(start)
+        if _is_json(file.read()):
+            file.write(b"\n")  # a complete record that only lacks its newline
+            return
+        warnings.warn(
+            f"{path}: removed an incomplete final line ({end - start} bytes) left by an "
+            "interrupted recording",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        file.truncate(start)
+
+
+def _read_before(file: BinaryIO, position: int) -> bytes:
+    start = max(0, position - 65536)
+    file.seek(start)
+    chunk: bytes = file.read(position - start)
+    return chunk
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+def _request_to_dict(request: PredictionRequest) -> dict[str, Any]:
+    config, spec = request.config, request.response_format
+    return {
+        "messages": [message_to_dict(message) for message in request.messages],
+        "tools": [
+            {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+            for tool in request.tools
+        ],
+        "config": {} if config is None else config.model_dump(mode="json", exclude_defaults=True),
+        "response_format": None if spec is None else {"name": spec.name, "schema": spec.schema},
+        "prompt": request.prompt,
+        "round_index": request.round_index,
+    }
+
+
+def _event_to_dict(event: PredictionEvent) -> dict[str, Any]:
+    if isinstance(event, PromptProgress):
+        return {"type": "prompt_progress", "fraction": event.fraction}
+    if isinstance(event, FirstToken):
+        return {"type": "first_token"}
+    if isinstance(event, TextDelta):
+        reasoning = {"reasoning": True} if event.reasoning else {}
+        return {"type": "text", "text": event.text, **reasoning}
+    if isinstance(event, ToolCallRequested):
+        call = event.call
+        return {"type": "tool_call", "name": call.name, "arguments": call.arguments, "id": call.id}
+    if isinstance(event, MalformedToolCall):
+        return {"type": "malformed_tool_call", "raw": event.raw, "reason": event.reason}
+    usage = {
+        "prompt_tokens": event.usage.prompt_tokens,
+        "completion_tokens": event.usage.completion_tokens,
+    }
+    return {"type": "done", "usage": usage, "finish_reason": event.finish_reason}
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Recording:
+    line: int
+    key: str
+    content: dict[str, Any]
+    """What the key is computed from: model key and request, tool call ids normalised."""
+    events: tuple[PredictionEvent, ...]
+
+
+class ReplayEngine:
+    """An engine that serves the predictions of a recording file (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, allow_repeats: bool = False) -> None:
+        self._path = Path(path)
+        self._allow_repeats = allow_repeats
+        self._lock = threading.Lock()
+        self._recordings: list[_Recording] = []
+        self._pending: dict[str, deque[_Recording]] = {}
+        self._last_served: dict[str, _Recording] = {}
+        self._tokens: dict[tuple[str, str], list[int]] = {}
+        self._vectors: dict[tuple[str, str], list[float]] = {}
+        self._context_lengths: dict[str, int] = {}
+        self._infos: dict[str, ModelInfo] = {}
+        self._models: dict[str, set[str]] = {}  # model key -> kinds of records
+        self._loaded: dict[str, ModelInstanceInfo] = {}
+        for line, value in _read_lines(self._path):
+            try:
+                self._add(line, value)
+            except (ValueError, TypeError) as error:
+                raise RecordingFormatError(self._path, line, str(error)) from error
+
+    @property
+    def path(self) -> Path:
+        """The recording file."""
+        return self._path
+
+    @property
+    def unserved(self) -> list[int]:
+        """Line numbers of the recorded predictions not served yet (a run that did less)."""
+        with self._lock:
+            return sorted(r.line for queue in self._pending.values() for r in queue)
+
+    @property
+    def provider_name(self) -> str:
+        """gen_ai.provider.name for replayed predictions."""
+        return "agentkit.replay"
+
+    async def get_or_load(
+        self,
+        model_key: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
+    ) -> ModelInstanceInfo:
+        """An instance of a recorded model (None: the first model recorded for this kind)."""
+        return self._instance(model_key, config, ttl, kind)
+
+    async def load_new_instance(
+        self,
+        model_key: str,
+        identifier: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
+    ) -> ModelInstanceInfo:
+        """Another instance of a recorded model; identifiers must be unique."""
+        key = self._model_key(model_key, kind)
+        if identifier is None:
+            identifier = f"{key}:{len(self._loaded) + 1}"
+        if identifier in self._loaded:
+            raise ConfigurationError(f"an instance named {identifier!r} is already loaded")
+        return self._register(key, identifier, config, ttl, kind)
+
+    async def unload(self, identifier: str) -> None:
+        """Forget an instance."""
+        if self._loaded.pop(identifier, None) is None:
+            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}")
+
+    async def list_loaded(self) -> list[ModelInstanceInfo]:
+        """The instances."""
+        return list(self._loaded.values())
+
+    async def list_downloaded(self) -> list[DownloadedModelInfo]:
+        """The recorded models, as if they were files."""
+        return [DownloadedModelInfo(key, f"replay://{key}", 0, "replay") for key in self._models]
+
+    async def get_info(self, identifier: str) -> ModelInfo:
+        """The recorded metadata, or a minimal one."""
+        key = self._info(identifier).model_key
+        return self._infos.get(key) or ModelInfo(key, "replay")
+
+    async def get_context_length(self, identifier: str) -> int:
+        """The recorded context length, else the load config's."""
+        info = self._info(identifier)
+        length = self._context_lengths.get(info.model_key, info.load_config.context_length)
+        if length is None:
+            raise ReplayMissError(
+                f"{self._path} holds no context length of {info.model_key!r}; record a run "
+                "that asks for it, or load the replayed model with a context_length"
+            )
+        return length
+
+    async def tokenize(self, identifier: str, text: str) -> list[int]:
+        """The recorded tokens of the text."""
+        key = self._info(identifier).model_key
+        tokens = self._tokens.get((key, text))
+        if tokens is None:
+            raise ReplayMissError(
+                f"no tokenization of {_clip(text)} by {key!r} is recorded in {self._path} "
+                f"({sum(k == key for k, _ in self._tokens)} texts of that model are)"
+            )
+        return list(tokens)
+
+    async def embed(self, identifier: str, texts: Sequence[str]) -> list[list[float]]:
+        """The recorded vector of each text (recorded in any batch)."""
+        key = self._info(identifier).model_key
+        missing = [text for text in texts if (key, text) not in self._vectors]
+        if missing:
+            raise ReplayMissError(
+                f"no embedding of {_clip(missing[0])} by {key!r} is recorded in {self._path} "
+                f"({len(missing)} of {len(texts)} texts missing; "
+                f"{sum(k == key for k, _ in self._vectors)} texts of that model are recorded)"
+            )
+        return [list(self._vectors[(key, text)]) for text in texts]
+
+    async def predict(
+        self, identifier: str, request: PredictionRequest
+    ) -> AsyncIterator[PredictionEvent]:
+        """The recorded events of the matching recording; `ReplayMissError` if there is none."""
+        model_key = self._info(identifier).model_key
+        await anyio.lowlevel.checkpoint()
+        recording = self._take(model_key, request)
+        for event in recording.events:
+            yield event
+
+    async def aclose(self) -> None:
+        """Forget every instance."""
+        self._loaded.clear()
+
+    # -- matching -----------------------------------------------------------------------------
+
+    def _take(self, model_key: str, request: PredictionRequest) -> _Recording:
+        content = _content(model_key, _request_to_dict(request))
+        key = _key(content)
+        with self._lock:
+            queue = self._pending.get(key)
+            if queue:
+                self._last_served[key] = recording = queue.popleft()
+                return recording
+            last = self._last_served.get(key)
+            if last is not None and self._allow_repeats:
+                return last
+        raise self._miss(content, key, request.round_index, exhausted=last is not None)
+
+    def _miss(
+        self, content: dict[str, Any], key: str, round_index: int, *, exhausted: bool
+    ) -> ReplayMissError:
+        asked = (
+            f"the request (round {round_index}, model {content['model']!r}) that asks "
+            f"{_describe_ask(content)}"
+        )
+        if exhausted:
+            lines = ", ".join(str(r.line) for r in self._recordings if r.key == key)
+            return ReplayMissError(
+                f"every recording of {asked} has been served: it was recorded "
+                f"{lines.count(',') + 1} time(s) in {self._path} (line(s) {lines}); record the "
+                "run more times, or pass allow_repeats=True to serve the last one again"
+            )
+        message = (
+            f"no recording matches {asked}. {self._path} holds "
+            f"{len(self._recordings)} recorded prediction(s)"
+        )
+        closest = max(self._recordings, key=lambda r: _similarity(content, r.content), default=None)
+        if closest is not None:
+            message += (
+                f"; the closest (line {closest.line}) {_difference(content, closest.content)}"
+            )
+        return ReplayMissError(
+            message + ". Record the run again if the change is intended (RecordingEngine)."
+        )
+
+    # -- instances ----------------------------------------------------------------------------
+
+    def _model_key(self, model_key: str | None, kind: ModelKind) -> str:
+        if model_key is not None:
+            if model_key not in self._models:
+                recorded = ", ".join(map(repr, self._models)) or "none"
+                raise ModelNotFoundError(
+                    f"{self._path} holds no recordings of model {model_key!r} "
+                    f"(recorded models: {recorded})"
+                )
+            return model_key
+        wanted = "embed" if kind == "embedding" else "prediction"
+        keys = [key for key, kinds in self._models.items() if wanted in kinds] or list(self._models)
+        if not keys:
+            raise ModelNotFoundError(
+                f"{self._path} holds no recordings, so there is no model to replay; "
+                "record a run with RecordingEngine first"
+            )
+        return keys[0]
+
+    def _instance(
+        self, model_key: str | None, config: LoadConfig | None, ttl: float | None, kind: ModelKind
+    ) -> ModelInstanceInfo:
+        key = self._model_key(model_key, kind)
+        for info in self._loaded.values():
+            if info.model_key == key and info.kind == kind:
+                return info
+        identifier = key if kind == "llm" else f"{key}:embedding"
+        return self._register(key, identifier, config, ttl, kind)
+
+    def _register(
+        self,
+        key: str,
+        identifier: str,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind,
+    ) -> ModelInstanceInfo:
+        info = ModelInstanceInfo(key, identifier, config or LoadConfig(), ttl, kind)
+        self._loaded[identifier] = info
+        return info
+
+    def _info(self, identifier: str) -> ModelInstanceInfo:
+        try:
+            return self._loaded[identifier]
+        except KeyError:
+            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}") from None
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _add(self, line: int, record: object) -> None:
+        if not isinstance(record, dict):
+            raise ValueError(f"a record must be a JSON object, got {_clip(record)}")
+        kind = record.get("type")
+        if kind not in ("prediction", "call"):
+            raise ValueError(f"unknown record type {kind!r}; expected 'prediction' or 'call'")
+        model_key = _get(record, "model_key", str)
+        if kind == "prediction":
+            content = _content(model_key, _stored_request(_get(record, "request", dict)))
+            events = tuple(map(_event_from_dict, _get(record, "events", list)))
+            done = [i for i, event in enumerate(events) if isinstance(event, PredictionDone)]
+            if done != [len(events) - 1]:
+                raise ValueError("the events must end with one 'done' event, and only there")
+            recording = _Recording(line, _key(content), content, events)
+            self._recordings.append(recording)
+            self._pending.setdefault(recording.key, deque()).append(recording)
+        else:
+            method = _get(record, "method", str)
+            self._add_call(model_key, method, _get(record, "args", dict), record.get("result"))
+            kind = method
+        self._models.setdefault(model_key, set()).add(kind)
+
+    def _add_call(self, model_key: str, method: str, args: dict[str, Any], result: object) -> None:
+        if method == "tokenize":
+            self._tokens[(model_key, _get(args, "text", str))] = _ints(result)
+        elif method == "embed":
+            texts = _get(args, "texts", list)
+            if not isinstance(result, list) or len(result) != len(texts):
+                raise ValueError("an embed result must be a list with one vector per text")
+            for text, vector in zip(texts, result, strict=True):
+                self._vectors[(model_key, str(text))] = _floats(vector)
+        elif method == "get_context_length":
+            self._context_lengths[model_key] = _ints([result])[0]
+        elif method == "get_info":
+            if not isinstance(result, dict):
+                raise ValueError(f"a get_info result must be an object, got {_clip(result)}")
+            self._infos[model_key] = ModelInfo(**result)
+        else:
+            raise ValueError(f"unknown recorded method {method!r}")
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, decoded JSON) of each non-blank line; skips a truncated final line."""
+    lines = path.read_bytes().split(b"\n")
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError as error:
+            if number == len(lines):  # no newline after it: cut short by a crash
+                warnings.warn(
+                    f"{path}:{number}: skipped an incomplete final line left by an "
+                    "interrupted recording",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                continue
+            raise RecordingFormatError(path, number, f"not valid JSON ({error})") from error
+        yield number, value
+
+
+def _stored_request(data: dict[str, Any]) -> dict[str, Any]:
+    """A recorded request in the form `_request_to_dict` gives (validated on the way)."""
+    messages = Chat.from_dict(_get(data, "messages", list)).messages
+    tools = _get(data, "tools", list)
+    for tool in tools:
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            raise ValueError(f"a tool must be an object with a 'name', got {_clip(tool)}")
+    response_format = data.get("response_format")
+    if response_format is not None and not (
+        isinstance(response_format, dict) and isinstance(response_format.get("schema"), dict)
+    ):
+        raise ValueError(
+            "'response_format' must be null or an object with a 'schema' object, "
+            f"got {_clip(response_format)}"
+        )
+    prompt = data.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValueError(f"'prompt' must be a string or null, got {_clip(prompt)}")
+    return {
+        "messages": [message_to_dict(message) for message in messages],
+        "tools": tools,
+        "config": _get(data, "config", dict),
+        "response_format": response_format,
+        "prompt": prompt,
+    }
+
+
+def _event_from_dict(data: object) -> PredictionEvent:
+    if not isinstance(data, dict):
+        raise ValueError(f"an event must be a JSON object, got {_clip(data)}")
+    kind = data.get("type")
+    if kind == "prompt_progress":
+        return PromptProgress(_floats([data.get("fraction")])[0])
+    if kind == "first_token":
+        return FirstToken()
+    if kind == "text":
+        reasoning = data.get("reasoning", False)
+        if not isinstance(reasoning, bool):
+            raise ValueError(f"'reasoning' must be true or false, got {_clip(reasoning)}")
+        return TextDelta(_get(data, "text", str), reasoning)
+    if kind == "tool_call":
+        name, call_id = _get(data, "name", str), _get(data, "id", str)
+        return ToolCallRequested(ToolCall(name, data.get("arguments"), call_id))
+    if kind == "malformed_tool_call":
+        return MalformedToolCall(_get(data, "raw", str), _get(data, "reason", str))
+    if kind == "done":
+        usage = _ints([_get(data, "usage", dict).get(n) for n in _USAGE_FIELDS])
+        return PredictionDone(Usage(*usage), _get(data, "finish_reason", str))
+    raise ValueError(f"unknown event type {kind!r}; expected one of {', '.join(_EVENT_TYPES)}")
+
+
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens")
+_EVENT_TYPES = (
+    "prompt_progress",
+    "first_token",
+    "text",
+    "tool_call",
+    "malformed_tool_call",
+    "done",
+)
+_TYPE_NAMES = {str: "a string", list: "a list", dict: "an object", int: "an integer"}
+
+
+def _get(data: Mapping[str, Any], name: str, kind: type[T]) -> T:
+    value = data.get(name)
+    if not isinstance(value, kind):
+        wanted = _TYPE_NAMES.get(kind, kind.__name__)
+        raise ValueError(f"{name!r} must be {wanted}, got {_clip(value)}")
+    return value
+
+
+def _ints(value: object) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) for item in value
+    ):
+        raise ValueError(f"expected integers, got {_clip(value)}")
+    return value
+
+
+def _floats(value: object) -> list[float]:
+    if not isinstance(value, list) or not all(
+        isinstance(item, int | float) and not isinstance(item, bool) for item in value
+    ):
+        raise ValueError(f"expected numbers, got {_clip(value)}")
+    return [float(item) for item in value]
+
+
+# -- keys and diagnostics -------------------------------------------------------------------
+
+
+def _content(model_key: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """The matched content of a request: tool call ids become `call_0`, `call_1`..."""
+    aliases: dict[str, str] = {}
+
+    def alias(call_id: object) -> str:
+        return aliases.setdefault(str(call_id), f"call_{len(aliases)}")
+
+    messages = []
+    for message in request["messages"]:
+        message = dict(message)
+        if "tool_calls" in message:
+            message["tool_calls"] = [{**c, "id": alias(c["id"])} for c in message["tool_calls"]]
+        if "tool_call_id" in message:
+            message["tool_call_id"] = alias(message["tool_call_id"])
+        messages.append(message)
+    return {
+        "model": model_key,
+        "messages": messages,
+        **{name: request[name] for name in _KEYED_FIELDS},
+    }
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _key(content: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical(content).encode()).hexdigest()
+
+
+def _similarity(asked: Mapping[str, Any], recorded: Mapping[str, Any]) -> tuple[int, ...]:
+    asked_messages, recorded_messages = asked["messages"], recorded["messages"]
+    prefix = 0
+    while prefix < min(len(asked_messages), len(recorded_messages)):
+        if _canonical(asked_messages[prefix]) != _canonical(recorded_messages[prefix]):
+            break
+        prefix += 1
+    same = [_canonical(asked[name]) == _canonical(recorded[name]) for name in _KEYED_FIELDS]
+    return (
+        asked["model"] == recorded["model"],
+        prefix,
+        -abs(len(asked_messages) - len(recorded_messages)),
+        sum(same),
+    )
+
+
+def _difference(asked: Mapping[str, Any], recorded: Mapping[str, Any]) -> str:
+    if asked["model"] != recorded["model"]:
+        return f"was recorded for model {recorded['model']!r}"
+    pairs = zip(asked["messages"], recorded["messages"], strict=False)
+    for index, (mine, theirs) in enumerate(pairs):
+        if _canonical(mine) != _canonical(theirs):
+            return (
+                f"differs at message {index}: recorded {_describe_message(theirs)}, "
+                f"asked {_describe_message(mine)}"
+            )
+    counts = len(asked["messages"]), len(recorded["messages"])
+    if counts[0] != counts[1]:
+        return f"has {counts[1]} messages where this request has {counts[0]}"
+    for name in _KEYED_FIELDS:
+        if _canonical(asked[name]) != _canonical(recorded[name]):
+            if name == "tools":
+                names = [[tool["name"] for tool in c["tools"]] for c in (recorded, asked)]
+                if names[0] != names[1]:
+                    return f"offered tools {names[0]}, this request {names[1]}"
+            return (
+                f"differs in {name}: recorded {_clip(recorded[name], 160)}, "
+                f"asked {_clip(asked[name], 160)}"
+            )
+    return "is identical"  # unreachable: identical content has the same key
+
+
+def _describe_ask(content: Mapping[str, Any]) -> str:
+    """The newest input of a request: its prompt, or the messages after the last answer."""
+    if content["prompt"] is not None:
+        return f"prompt {_clip(content['prompt'])}"
+    messages: list[dict[str, Any]] = content["messages"]
+    if not messages:
+        return "an empty chat"
+    tail: list[dict[str, Any]] = []
+    for message in reversed(messages):
+        if message["role"] == "assistant" and tail:
+            break
+        tail.insert(0, message)
+    tail = [message for message in tail if message["role"] != "system"] or tail
+    shown = ", ".join(_describe_message(message) for message in tail[-3:])
+    if len(tail) > 3:
+        shown = f"{len(tail) - 3} messages, then {shown}"
+    if all(message["role"] != "user" for message in tail):
+        users = [message for message in messages if message["role"] == "user"]
+        if users:
+            shown += f" (after {_describe_message(users[-1])})"
+    return shown
+
+
+def _describe_message(message: Mapping[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # text and image parts
+        content = " ".join(p.get("text", "[image]") for p in content if isinstance(p, dict))
+    text = str(content or "")
+    role = message.get("role")
+    if role == "tool":
+        return f"tool result of {message.get('name') or '?'} {_clip(text)}"
+    if role == "assistant" and message.get("tool_calls"):
+        calls = ", ".join(str(c["function"]["name"]) for c in message["tool_calls"])
+        return f"assistant calling {calls}" + (f" {_clip(text)}" if text else "")
+    return f"{role} {_clip(text)}"
+
+
+def _clip(value: object, limit: int = 100) -> str:
+    text = value if isinstance(value, str) else _canonical(value)
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+# -- model handles --------------------------------------------------------------------------
+
+
+class AsyncReplayModel(AsyncLLM):
+    """An async model handle on a replay engine of its own."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        model_key: str | None = None,
+        allow_repeats: bool = False,
+    ) -> None:
+        engine = ReplayEngine(path, allow_repeats=allow_repeats)
+        super().__init__(engine, engine._instance(model_key, None, None, "llm"))
+
+    @property
+    def engine(self) -> ReplayEngine:
+        """The replay engine (for `unserved`)."""
+        assert isinstance(self._engine, ReplayEngine)
+        return self._engine
+
+
+class ReplayModel(LLM):
+    """A blocking model handle on a replay engine of its own."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        model_key: str | None = None,
+        allow_repeats: bool = False,
+    ) -> None:
+        inner = AsyncReplayModel(path, model_key=model_key, allow_repeats=allow_repeats)
+        super().__init__(inner, default_portal())
+
+    @property
+    def engine(self) -> ReplayEngine:
+        """The replay engine (for `unserved`)."""
+        inner = self.async_handle
+        assert isinstance(inner, AsyncReplayModel)
+        return inner.engine
