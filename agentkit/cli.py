@@ -3,6 +3,8 @@
     agentkit demo "What is 12345 times 54321?"   # the calculator agent on a scripted model
     agentkit run "What is 12345 times 54321?"    # the same agent on the local engine
     agentkit install-engine                      # build llama-cpp-python for this CPU
+    agentkit eval cases.jsonl --json after.json  # evaluate the calculator agent on a dataset
+    agentkit eval --compare before.json after.json
 
 Both agent commands print each round, the tool calls and their results, the final answer, and
 time and token counts.
@@ -11,14 +13,21 @@ time and token counts.
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import agentkit as ak
 from agentkit.errors import AgentkitError
 from agentkit.tools import calculator
 from agentkit.tools.tool import render_result
+
+if TYPE_CHECKING:
+    from agentkit.tracing.evaluate import Agent, Case
 
 INSTRUCTIONS = (
     "You are a careful assistant. Use the calculator tool for any arithmetic, "
@@ -81,6 +90,127 @@ def run_agent(
     return result
 
 
+def calculator_agent(
+    model: ak.LLM, *, max_rounds: int = 2, config: ak.PredictionConfig | None = None
+) -> Callable[[Case], ak.ActResult]:
+    """The calculator agent of `run_agent` as an evaluation agent: the same act(), no printing."""
+
+    def agent(case: Case) -> ak.ActResult:
+        chat = case.chat()
+        if not len(chat) or not isinstance(chat[0], ak.SystemMessage):
+            chat.insert(0, ak.SystemMessage(content=INSTRUCTIONS))
+        return model.act(chat, [calculator], max_prediction_rounds=max_rounds, config=config)
+
+    return agent
+
+
+def _import_agent(spec: str) -> Agent:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ak.ConfigurationError(f"--agent takes module:function, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would, so local modules import
+    try:
+        found: object = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as error:
+        raise ak.ConfigurationError(f"--agent {spec}: {error}") from error
+    if not callable(found):
+        raise ak.ConfigurationError(f"--agent {spec}: {type(found).__name__} is not callable")
+    agent: Agent = found
+    return agent
+
+
+def _eval_command(options: argparse.Namespace) -> int:
+    from agentkit.tracing.compare import compare
+    from agentkit.tracing.evaluate import evaluate, load_cases
+    from agentkit.tracing.report import EvalReport
+    from agentkit.tracing.scorers import scorer_from_spec
+
+    if options.compare:
+        before, after = (EvalReport.from_json(path) for path in options.compare)
+        comparison = compare(before, after)
+        comparison.print()
+        return 1 if comparison.has_regressions else 0
+    cases = load_cases(options.dataset)
+    scorers = [scorer_from_spec(spec) for spec in options.scorer or ["contains"]]
+    config = ak.PredictionConfig(temperature=0, seed=0, max_tokens=48, tool_choice="required")
+
+    def run(agent: Agent) -> EvalReport:
+        return evaluate(
+            cases,
+            agent,
+            scorers,
+            concurrency=options.concurrency,
+            repeats=options.repeats,
+            name=Path(options.dataset).stem,
+        )
+
+    if options.agent:
+        report = run(_import_agent(options.agent))
+    elif options.scripted:
+        from agentkit.testing import ScriptedModel
+
+        scripted = ScriptedModel(demo_responder, model_key="demo-script")
+        report = run(calculator_agent(scripted, config=config))
+    else:
+        with ak.Client(options.url) as client:
+            model = client.llm.model(options.model)
+            engine = client.async_client.engine.provider_name
+            print(f"agentkit eval: {model.model_key} on the {engine} engine", file=sys.stderr)
+            report = run(calculator_agent(model, config=config))
+    report.print_table()
+    if options.json:
+        report.to_json(options.json)
+        print(f"wrote {options.json}")
+    if options.html:
+        report.to_html(options.html)
+        print(f"wrote {options.html}")
+    return 0
+
+
+def _add_eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate an agent on a JSONL dataset, or compare two reports",
+        description="Run an agent on every case of a JSONL dataset (one "
+        '{"input": ..., "expected": ...} object a line), score the runs and print a table; '
+        "or compare two JSON reports (exit code 1 when a case regressed).",
+    )
+    evaluate.add_argument("dataset", nargs="?", help="the JSONL dataset")
+    evaluate.add_argument(
+        "--agent",
+        metavar="MODULE:FUNCTION",
+        help="a (case) or (input) -> ActResult | str callable (default: the calculator agent "
+        "on the local engine, as `agentkit run`)",
+    )
+    evaluate.add_argument(
+        "--scorer",
+        action="append",
+        metavar="SPEC",
+        help="exact, contains (the expected answer), contains:TEXT, regex:PATTERN, "
+        "json_schema:FILE, tool_called:NAME or max_rounds:N; repeat for more (default: contains)",
+    )
+    evaluate.add_argument("--concurrency", type=int, default=4, help="runs at once (default 4)")
+    evaluate.add_argument("--repeats", type=int, default=1, help="runs per case (default 1)")
+    evaluate.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
+    evaluate.add_argument("--html", metavar="OUT.html", help="write the report as an HTML page")
+    evaluate.add_argument(
+        "--scripted",
+        action="store_true",
+        help="run the default agent on the demo scripted model (no inference)",
+    )
+    evaluate.add_argument("--model", default=None, help="model key or GGUF path (default agent)")
+    evaluate.add_argument("--url", default=None, help="engine URL, as for `run` (default agent)")
+    evaluate.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A.json", "B.json"),
+        help="print regressions and improvements from report A to report B instead",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agentkit` command."""
     parser = argparse.ArgumentParser(prog="agentkit", description="agentkit command line")
@@ -103,13 +233,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--max-rounds", type=int, default=2, help="prediction rounds (default 2)")
     run.add_argument("--max-tokens", type=int, default=64, help="tokens per round (default 64)")
     commands.add_parser("install-engine", help="build and install llama-cpp-python for this CPU")
+    _add_eval_parser(commands)
     options = parser.parse_args(argv)
+    if options.command == "eval" and (options.dataset is None) == (options.compare is None):
+        parser.error("eval takes a DATASET or --compare A.json B.json")
 
     if options.command == "install-engine":
         from agentkit.engines import llama_build
 
         return llama_build.main([])
     try:
+        if options.command == "eval":
+            return _eval_command(options)
         if options.command == "demo":
             from agentkit.testing import ScriptedModel
 
