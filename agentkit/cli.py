@@ -13,16 +13,18 @@ time and token counts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import agentkit as ak
 from agentkit.errors import AgentkitError
+from agentkit.observe import set_observer
 from agentkit.tools import calculator
 from agentkit.tools.tool import render_result
 
@@ -170,7 +172,9 @@ def _eval_command(options: argparse.Namespace) -> int:
     return 0
 
 
-def _add_eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_eval_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval",
         help="evaluate an agent on a JSONL dataset, or compare two reports",
@@ -209,6 +213,7 @@ def _add_eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         metavar=("A.json", "B.json"),
         help="print regressions and improvements from report A to report B instead",
     )
+    return evaluate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--max-rounds", type=int, default=2, help="prediction rounds (default 2)")
     run.add_argument("--max-tokens", type=int, default=64, help="tokens per round (default 64)")
     commands.add_parser("install-engine", help="build and install llama-cpp-python for this CPU")
-    _add_eval_parser(commands)
+    evaluate = _add_eval_parser(commands)
+    for traced in (run, demo, evaluate):
+        _add_tracing_options(traced)
     options = parser.parse_args(argv)
     if options.command == "eval" and (options.dataset is None) == (options.compare is None):
         parser.error("eval takes a DATASET or --compare A.json B.json")
@@ -242,6 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentkit.engines import llama_build
 
         return llama_build.main([])
+    with _tracing(options):
+        return _run_command(options)
+
+
+def _run_command(options: argparse.Namespace) -> int:
     try:
         if options.command == "eval":
             return _eval_command(options)
@@ -263,6 +275,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentkitError as error:
         print(f"agentkit: {error}", file=sys.stderr)
         return 2
+
+
+def _add_tracing_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tracing (OpenTelemetry)")
+    group.add_argument("--otlp", metavar="URL", help="export spans over OTLP/HTTP to URL")
+    group.add_argument("--trace-jsonl", metavar="PATH", help="append spans to a JSONL file")
+    group.add_argument("--trace-console", action="store_true", help="print spans to stdout")
+    group.add_argument(
+        "--trace-content", action="store_true", help="record prompts and outputs in spans"
+    )
+
+
+@contextlib.contextmanager
+def _tracing(options: argparse.Namespace) -> Iterator[None]:
+    """Configure the OpenTelemetry SDK for the command when a tracing option asks for it."""
+    wanted = any(getattr(options, name, None) for name in ("otlp", "trace_jsonl", "trace_console"))
+    if not wanted:
+        yield
+        return
+    from agentkit.tracing import configure
+
+    handle = configure(
+        console=options.trace_console,
+        otlp_endpoint=options.otlp,
+        jsonl_path=options.trace_jsonl,
+        capture_content=options.trace_content,
+        otlp_metrics=False,
+        set_global=False,
+    )
+    try:
+        yield
+    finally:
+        set_observer(None)
+        handle.shutdown()
 
 
 if __name__ == "__main__":

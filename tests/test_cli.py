@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,22 @@ def test_run_on_the_local_engine(capsys: pytest.CaptureFixture[str]) -> None:
     assert 'tool call   calculator({"expression":"12345 * 54321"})' in out
     assert "tool result 670592745" in out
     assert "2 rounds in" in out
+
+
+def test_tracing_options_write_spans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agentkit.tracing.jsonl_export import read_spans
+
+    spans = tmp_path / "spans.jsonl"
+    assert main(["demo", "2 plus 2", "--trace-jsonl", str(spans), "--trace-content"]) == 0
+    records = read_spans(spans)
+    names = sorted(r["name"] for r in records)
+    assert names == sorted(
+        ["invoke_agent", "round 0", "round 1", "chat demo-script", "chat demo-script",
+         "execute_tool calculator"]
+    )  # fmt: skip
+    tool = next(r for r in records if r["name"] == "execute_tool calculator")
+    assert tool["attributes"]["gen_ai.tool.call.result"] == "4"
+    assert "The answer is 4." in capsys.readouterr().out
 
 
 def test_console_script_entry_point() -> None:
