@@ -71,6 +71,10 @@ DEFAULT_KV_CACHE_BYTES = 256 * 1024 * 1024
 _MIN_RESTORE_GAIN = 4
 
 
+class _Abandoned(Exception):
+    """A job's consumer went away while its prompt was being evaluated."""
+
+
 class EngineBusyError(EngineError):
     """The instance's request queue is full."""
 
@@ -242,6 +246,8 @@ class _Instance:
                     job.emit(_pooled(self.llama.embed(job.texts)))
                 else:
                     self._serve(job)
+            except _Abandoned:
+                pass  # the consumer was cancelled; nobody is waiting for this job
             except BaseException as error:  # delivered to the waiting coroutine
                 job.emit(error)
 
@@ -289,7 +295,7 @@ class _Instance:
         job.emit(PromptProgress(0.0))
         for start in range(0, len(pending), batch):
             if job.cancelled.is_set():
-                raise anyio.get_cancelled_exc_class()()
+                raise _Abandoned
             llama.eval(pending[start : start + batch])
             job.emit(PromptProgress(min(1.0, (start + batch) / len(pending))))
 

@@ -371,3 +371,14 @@ def test_native_mode_from_a_tool_aware_chat_template(client: ak.Client, model: a
         assert call.name == "calculator" and isinstance(call.arguments, dict)
     finally:
         native.unload()
+
+
+def test_cancel_during_prompt_evaluation_frees_the_worker(model: ak.LLM) -> None:
+    stream = model.respond_stream("filler " * 1500, config=GREEDY)
+    started = time.monotonic()
+    threading.Timer(0.3, stream.cancel).start()
+    assert list(stream) == []
+    assert stream.result().finish_reason == "cancelled"
+    assert time.monotonic() - started < 3.0  # did not sit through the ~5 s of prompt batches
+    follow_up = model.respond("Hello", config={**GREEDY, "max_tokens": 2})
+    assert follow_up.usage.completion_tokens == 2
