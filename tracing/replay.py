@@ -41,46 +41,60 @@ text) are looked up by model and text; one that was not recorded is a `ReplayMis
 Files: a line that is not a valid record raises `RecordingFormatError` naming the file and
 line. A final line without its newline, cut short by a crash, is skipped with a
 `RuntimeWarning`; `RecordingEngine` removes it before appending to the file.
+
+Layout: the JSONL record format is in `agentkit.tracing.recording_format`, request keys and
+miss diagnostics in `agentkit.tracing.replay_keys`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import threading
-import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any
 
 import anyio.lowlevel
 
-from agentkit.chat import Chat, ToolCall
-from agentkit.chat_dicts import message_to_dict
 from agentkit.config import LoadConfig
 from agentkit.engines.base import (
     DownloadedModelInfo,
     Engine,
-    FirstToken,
-    MalformedToolCall,
     ModelInfo,
     ModelInstanceInfo,
     ModelKind,
     PredictionDone,
     PredictionEvent,
     PredictionRequest,
-    PromptProgress,
-    TextDelta,
-    ToolCallRequested,
 )
-from agentkit.errors import AgentkitError, ConfigurationError, EngineError, ModelNotFoundError
+from agentkit.errors import ConfigurationError, EngineError, ModelNotFoundError
 from agentkit.handles import LLM, AsyncLLM
 from agentkit.portal import default_portal
-from agentkit.results import Usage
+from agentkit.tracing.recording_format import (
+    RecordingFormatError,
+    as_floats,
+    as_ints,
+    drop_truncated_tail,
+    event_from_dict,
+    event_to_dict,
+    get_field,
+    read_lines,
+    request_to_dict,
+    stored_request,
+)
+from agentkit.tracing.replay_keys import (
+    canonical,
+    clip,
+    describe_ask,
+    difference,
+    request_content,
+    request_key,
+    similarity,
+)
 
 __all__ = [
     "AsyncReplayModel",
@@ -91,22 +105,11 @@ __all__ = [
     "ReplayModel",
 ]
 
-T = TypeVar("T")
 _WRITE_LOCK = threading.Lock()  # one for every recording: engines may share a file
-_KEYED_FIELDS = ("tools", "config", "response_format", "prompt")
 
 
 class ReplayMissError(EngineError):
     """The replayed agent asked for something the recording does not hold."""
-
-
-class RecordingFormatError(AgentkitError, ValueError):
-    """A recording file holds a line that is not a valid record."""
-
-    def __init__(self, path: Path, line: int, problem: str) -> None:
-        super().__init__(f"{path}:{line}: {problem}")
-        self.path = path
-        self.line = line
 
 
 # -- recording ------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ class RecordingEngine:
         self._path = Path(path)
         self._instances: dict[str, ModelInstanceInfo] = {}
         self._written_calls: set[str] = set()
-        _drop_truncated_tail(self._path)
+        drop_truncated_tail(self._path)
 
     @property
     def inner(self) -> Engine:
@@ -205,12 +208,12 @@ class RecordingEngine:
         stream = self._inner.predict(identifier, request)
         try:
             async for event in stream:
-                events.append(_event_to_dict(event))
+                events.append(event_to_dict(event))
                 if isinstance(event, PredictionDone):
                     record = {
                         "type": "prediction",
                         "model_key": model_key,
-                        "request": _request_to_dict(request),
+                        "request": request_to_dict(request),
                         "events": events,
                     }
                     self._append(record)
@@ -238,7 +241,7 @@ class RecordingEngine:
         self, method: str, identifier: str, args: dict[str, Any], result: object
     ) -> None:
         model_key = await self._model_key(identifier)
-        seen = _canonical([method, model_key, args])
+        seen = canonical([method, model_key, args])
         with _WRITE_LOCK:
             if seen in self._written_calls:
                 return
@@ -250,86 +253,6 @@ class RecordingEngine:
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
         with _WRITE_LOCK, self._path.open("a", encoding="utf-8") as file:
             file.write(line)
-
-
-def _drop_truncated_tail(path: Path) -> None:
-    """Create the file, and cut off a final line an interrupted recording left incomplete."""
-    with path.open("ab+") as file:
-        end = file.seek(0, os.SEEK_END)
-        if end == 0:
-            return
-        file.seek(end - 1)
-        if file.read(1) == b"\n":
-            return
-        position, start = end, 0
-        while position > 0:
-            chunk = _read_before(file, position)
-            newline = chunk.rfind(b"\n")
-            if newline >= 0:
-                start = position - len(chunk) + newline + 1
-                break
-            position -= len(chunk)
-        file.seek(start)
-        if _is_json(file.read()):
-            file.write(b"\n")  # a complete record that only lacks its newline
-            return
-        warnings.warn(
-            f"{path}: removed an incomplete final line ({end - start} bytes) left by an "
-            "interrupted recording",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        file.truncate(start)
-
-
-def _read_before(file: BinaryIO, position: int) -> bytes:
-    start = max(0, position - 65536)
-    file.seek(start)
-    chunk: bytes = file.read(position - start)
-    return chunk
-
-
-def _is_json(data: bytes) -> bool:
-    try:
-        json.loads(data)
-    except ValueError:
-        return False
-    return True
-
-
-def _request_to_dict(request: PredictionRequest) -> dict[str, Any]:
-    config, spec = request.config, request.response_format
-    return {
-        "messages": [message_to_dict(message) for message in request.messages],
-        "tools": [
-            {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
-            for tool in request.tools
-        ],
-        "config": {} if config is None else config.model_dump(mode="json", exclude_defaults=True),
-        "response_format": None if spec is None else {"name": spec.name, "schema": spec.schema},
-        "prompt": request.prompt,
-        "round_index": request.round_index,
-    }
-
-
-def _event_to_dict(event: PredictionEvent) -> dict[str, Any]:
-    if isinstance(event, PromptProgress):
-        return {"type": "prompt_progress", "fraction": event.fraction}
-    if isinstance(event, FirstToken):
-        return {"type": "first_token"}
-    if isinstance(event, TextDelta):
-        reasoning = {"reasoning": True} if event.reasoning else {}
-        return {"type": "text", "text": event.text, **reasoning}
-    if isinstance(event, ToolCallRequested):
-        call = event.call
-        return {"type": "tool_call", "name": call.name, "arguments": call.arguments, "id": call.id}
-    if isinstance(event, MalformedToolCall):
-        return {"type": "malformed_tool_call", "raw": event.raw, "reason": event.reason}
-    usage = {
-        "prompt_tokens": event.usage.prompt_tokens,
-        "completion_tokens": event.usage.completion_tokens,
-    }
-    return {"type": "done", "usage": usage, "finish_reason": event.finish_reason}
 
 
 # -- replay ---------------------------------------------------------------------------------
@@ -360,7 +283,7 @@ class ReplayEngine:
         self._infos: dict[str, ModelInfo] = {}
         self._models: dict[str, set[str]] = {}  # model key -> kinds of records
         self._loaded: dict[str, ModelInstanceInfo] = {}
-        for line, value in _read_lines(self._path):
+        for line, value in read_lines(self._path):
             try:
                 self._add(line, value)
             except (ValueError, TypeError) as error:
@@ -443,7 +366,7 @@ class ReplayEngine:
         tokens = self._tokens.get((key, text))
         if tokens is None:
             raise ReplayMissError(
-                f"no tokenization of {_clip(text)} by {key!r} is recorded in {self._path} "
+                f"no tokenization of {clip(text)} by {key!r} is recorded in {self._path} "
                 f"({sum(k == key for k, _ in self._tokens)} texts of that model are)"
             )
         return list(tokens)
@@ -454,7 +377,7 @@ class ReplayEngine:
         missing = [text for text in texts if (key, text) not in self._vectors]
         if missing:
             raise ReplayMissError(
-                f"no embedding of {_clip(missing[0])} by {key!r} is recorded in {self._path} "
+                f"no embedding of {clip(missing[0])} by {key!r} is recorded in {self._path} "
                 f"({len(missing)} of {len(texts)} texts missing; "
                 f"{sum(k == key for k, _ in self._vectors)} texts of that model are recorded)"
             )
@@ -477,8 +400,8 @@ class ReplayEngine:
     # -- matching -----------------------------------------------------------------------------
 
     def _take(self, model_key: str, request: PredictionRequest) -> _Recording:
-        content = _content(model_key, _request_to_dict(request))
-        key = _key(content)
+        content = request_content(model_key, request_to_dict(request))
+        key = request_key(content)
         with self._lock:
             queue = self._pending.get(key)
             if queue:
@@ -494,7 +417,7 @@ class ReplayEngine:
     ) -> ReplayMissError:
         asked = (
             f"the request (round {round_index}, model {content['model']!r}) that asks "
-            f"{_describe_ask(content)}"
+            f"{describe_ask(content)}"
         )
         if exhausted:
             lines = ", ".join(str(r.line) for r in self._recordings if r.key == key)
@@ -507,11 +430,9 @@ class ReplayEngine:
             f"no recording matches {asked}. {self._path} holds "
             f"{len(self._recordings)} recorded prediction(s)"
         )
-        closest = max(self._recordings, key=lambda r: _similarity(content, r.content), default=None)
+        closest = max(self._recordings, key=lambda r: similarity(content, r.content), default=None)
         if closest is not None:
-            message += (
-                f"; the closest (line {closest.line}) {_difference(content, closest.content)}"
-            )
+            message += f"; the closest (line {closest.line}) {difference(content, closest.content)}"
         return ReplayMissError(
             message + ". Record the run again if the change is intended (RecordingEngine)."
         )
@@ -568,268 +489,43 @@ class ReplayEngine:
 
     def _add(self, line: int, record: object) -> None:
         if not isinstance(record, dict):
-            raise ValueError(f"a record must be a JSON object, got {_clip(record)}")
+            raise ValueError(f"a record must be a JSON object, got {clip(record)}")
         kind = record.get("type")
         if kind not in ("prediction", "call"):
             raise ValueError(f"unknown record type {kind!r}; expected 'prediction' or 'call'")
-        model_key = _get(record, "model_key", str)
+        model_key = get_field(record, "model_key", str)
         if kind == "prediction":
-            content = _content(model_key, _stored_request(_get(record, "request", dict)))
-            events = tuple(map(_event_from_dict, _get(record, "events", list)))
+            content = request_content(model_key, stored_request(get_field(record, "request", dict)))
+            events = tuple(map(event_from_dict, get_field(record, "events", list)))
             done = [i for i, event in enumerate(events) if isinstance(event, PredictionDone)]
             if done != [len(events) - 1]:
                 raise ValueError("the events must end with one 'done' event, and only there")
-            recording = _Recording(line, _key(content), content, events)
+            recording = _Recording(line, request_key(content), content, events)
             self._recordings.append(recording)
             self._pending.setdefault(recording.key, deque()).append(recording)
         else:
-            method = _get(record, "method", str)
-            self._add_call(model_key, method, _get(record, "args", dict), record.get("result"))
+            method = get_field(record, "method", str)
+            self._add_call(model_key, method, get_field(record, "args", dict), record.get("result"))
             kind = method
         self._models.setdefault(model_key, set()).add(kind)
 
     def _add_call(self, model_key: str, method: str, args: dict[str, Any], result: object) -> None:
         if method == "tokenize":
-            self._tokens[(model_key, _get(args, "text", str))] = _ints(result)
+            self._tokens[(model_key, get_field(args, "text", str))] = as_ints(result)
         elif method == "embed":
-            texts = _get(args, "texts", list)
+            texts = get_field(args, "texts", list)
             if not isinstance(result, list) or len(result) != len(texts):
                 raise ValueError("an embed result must be a list with one vector per text")
             for text, vector in zip(texts, result, strict=True):
-                self._vectors[(model_key, str(text))] = _floats(vector)
+                self._vectors[(model_key, str(text))] = as_floats(vector)
         elif method == "get_context_length":
-            self._context_lengths[model_key] = _ints([result])[0]
+            self._context_lengths[model_key] = as_ints([result])[0]
         elif method == "get_info":
             if not isinstance(result, dict):
-                raise ValueError(f"a get_info result must be an object, got {_clip(result)}")
+                raise ValueError(f"a get_info result must be an object, got {clip(result)}")
             self._infos[model_key] = ModelInfo(**result)
         else:
             raise ValueError(f"unknown recorded method {method!r}")
-
-
-def _read_lines(path: Path) -> Iterator[tuple[int, object]]:
-    """(line number, decoded JSON) of each non-blank line; skips a truncated final line."""
-    lines = path.read_bytes().split(b"\n")
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except ValueError as error:
-            if number == len(lines):  # no newline after it: cut short by a crash
-                warnings.warn(
-                    f"{path}:{number}: skipped an incomplete final line left by an "
-                    "interrupted recording",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                continue
-            raise RecordingFormatError(path, number, f"not valid JSON ({error})") from error
-        yield number, value
-
-
-def _stored_request(data: dict[str, Any]) -> dict[str, Any]:
-    """A recorded request in the form `_request_to_dict` gives (validated on the way)."""
-    messages = Chat.from_dict(_get(data, "messages", list)).messages
-    tools = _get(data, "tools", list)
-    for tool in tools:
-        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
-            raise ValueError(f"a tool must be an object with a 'name', got {_clip(tool)}")
-    response_format = data.get("response_format")
-    if response_format is not None and not (
-        isinstance(response_format, dict) and isinstance(response_format.get("schema"), dict)
-    ):
-        raise ValueError(
-            "'response_format' must be null or an object with a 'schema' object, "
-            f"got {_clip(response_format)}"
-        )
-    prompt = data.get("prompt")
-    if prompt is not None and not isinstance(prompt, str):
-        raise ValueError(f"'prompt' must be a string or null, got {_clip(prompt)}")
-    return {
-        "messages": [message_to_dict(message) for message in messages],
-        "tools": tools,
-        "config": _get(data, "config", dict),
-        "response_format": response_format,
-        "prompt": prompt,
-    }
-
-
-def _event_from_dict(data: object) -> PredictionEvent:
-    if not isinstance(data, dict):
-        raise ValueError(f"an event must be a JSON object, got {_clip(data)}")
-    kind = data.get("type")
-    if kind == "prompt_progress":
-        return PromptProgress(_floats([data.get("fraction")])[0])
-    if kind == "first_token":
-        return FirstToken()
-    if kind == "text":
-        reasoning = data.get("reasoning", False)
-        if not isinstance(reasoning, bool):
-            raise ValueError(f"'reasoning' must be true or false, got {_clip(reasoning)}")
-        return TextDelta(_get(data, "text", str), reasoning)
-    if kind == "tool_call":
-        name, call_id = _get(data, "name", str), _get(data, "id", str)
-        return ToolCallRequested(ToolCall(name, data.get("arguments"), call_id))
-    if kind == "malformed_tool_call":
-        return MalformedToolCall(_get(data, "raw", str), _get(data, "reason", str))
-    if kind == "done":
-        usage = _ints([_get(data, "usage", dict).get(n) for n in _USAGE_FIELDS])
-        return PredictionDone(Usage(*usage), _get(data, "finish_reason", str))
-    raise ValueError(f"unknown event type {kind!r}; expected one of {', '.join(_EVENT_TYPES)}")
-
-
-_USAGE_FIELDS = ("prompt_tokens", "completion_tokens")
-_EVENT_TYPES = (
-    "prompt_progress",
-    "first_token",
-    "text",
-    "tool_call",
-    "malformed_tool_call",
-    "done",
-)
-_TYPE_NAMES = {str: "a string", list: "a list", dict: "an object", int: "an integer"}
-
-
-def _get(data: Mapping[str, Any], name: str, kind: type[T]) -> T:
-    value = data.get(name)
-    if not isinstance(value, kind):
-        wanted = _TYPE_NAMES.get(kind, kind.__name__)
-        raise ValueError(f"{name!r} must be {wanted}, got {_clip(value)}")
-    return value
-
-
-def _ints(value: object) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(item, int) and not isinstance(item, bool) for item in value
-    ):
-        raise ValueError(f"expected integers, got {_clip(value)}")
-    return value
-
-
-def _floats(value: object) -> list[float]:
-    if not isinstance(value, list) or not all(
-        isinstance(item, int | float) and not isinstance(item, bool) for item in value
-    ):
-        raise ValueError(f"expected numbers, got {_clip(value)}")
-    return [float(item) for item in value]
-
-
-# -- keys and diagnostics -------------------------------------------------------------------
-
-
-def _content(model_key: str, request: Mapping[str, Any]) -> dict[str, Any]:
-    """The matched content of a request: tool call ids become `call_0`, `call_1`..."""
-    aliases: dict[str, str] = {}
-
-    def alias(call_id: object) -> str:
-        return aliases.setdefault(str(call_id), f"call_{len(aliases)}")
-
-    messages = []
-    for message in request["messages"]:
-        message = dict(message)
-        if "tool_calls" in message:
-            message["tool_calls"] = [{**c, "id": alias(c["id"])} for c in message["tool_calls"]]
-        if "tool_call_id" in message:
-            message["tool_call_id"] = alias(message["tool_call_id"])
-        messages.append(message)
-    return {
-        "model": model_key,
-        "messages": messages,
-        **{name: request[name] for name in _KEYED_FIELDS},
-    }
-
-
-def _canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def _key(content: Mapping[str, Any]) -> str:
-    return hashlib.sha256(_canonical(content).encode()).hexdigest()
-
-
-def _similarity(asked: Mapping[str, Any], recorded: Mapping[str, Any]) -> tuple[int, ...]:
-    asked_messages, recorded_messages = asked["messages"], recorded["messages"]
-    prefix = 0
-    while prefix < min(len(asked_messages), len(recorded_messages)):
-        if _canonical(asked_messages[prefix]) != _canonical(recorded_messages[prefix]):
-            break
-        prefix += 1
-    same = [_canonical(asked[name]) == _canonical(recorded[name]) for name in _KEYED_FIELDS]
-    return (
-        asked["model"] == recorded["model"],
-        prefix,
-        -abs(len(asked_messages) - len(recorded_messages)),
-        sum(same),
-    )
-
-
-def _difference(asked: Mapping[str, Any], recorded: Mapping[str, Any]) -> str:
-    if asked["model"] != recorded["model"]:
-        return f"was recorded for model {recorded['model']!r}"
-    pairs = zip(asked["messages"], recorded["messages"], strict=False)
-    for index, (mine, theirs) in enumerate(pairs):
-        if _canonical(mine) != _canonical(theirs):
-            return (
-                f"differs at message {index}: recorded {_describe_message(theirs)}, "
-                f"asked {_describe_message(mine)}"
-            )
-    counts = len(asked["messages"]), len(recorded["messages"])
-    if counts[0] != counts[1]:
-        return f"has {counts[1]} messages where this request has {counts[0]}"
-    for name in _KEYED_FIELDS:
-        if _canonical(asked[name]) != _canonical(recorded[name]):
-            if name == "tools":
-                names = [[tool["name"] for tool in c["tools"]] for c in (recorded, asked)]
-                if names[0] != names[1]:
-                    return f"offered tools {names[0]}, this request {names[1]}"
-            return (
-                f"differs in {name}: recorded {_clip(recorded[name], 160)}, "
-                f"asked {_clip(asked[name], 160)}"
-            )
-    return "is identical"  # unreachable: identical content has the same key
-
-
-def _describe_ask(content: Mapping[str, Any]) -> str:
-    """The newest input of a request: its prompt, or the messages after the last answer."""
-    if content["prompt"] is not None:
-        return f"prompt {_clip(content['prompt'])}"
-    messages: list[dict[str, Any]] = content["messages"]
-    if not messages:
-        return "an empty chat"
-    tail: list[dict[str, Any]] = []
-    for message in reversed(messages):
-        if message["role"] == "assistant" and tail:
-            break
-        tail.insert(0, message)
-    tail = [message for message in tail if message["role"] != "system"] or tail
-    shown = ", ".join(_describe_message(message) for message in tail[-3:])
-    if len(tail) > 3:
-        shown = f"{len(tail) - 3} messages, then {shown}"
-    if all(message["role"] != "user" for message in tail):
-        users = [message for message in messages if message["role"] == "user"]
-        if users:
-            shown += f" (after {_describe_message(users[-1])})"
-    return shown
-
-
-def _describe_message(message: Mapping[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):  # text and image parts
-        content = " ".join(p.get("text", "[image]") for p in content if isinstance(p, dict))
-    text = str(content or "")
-    role = message.get("role")
-    if role == "tool":
-        return f"tool result of {message.get('name') or '?'} {_clip(text)}"
-    if role == "assistant" and message.get("tool_calls"):
-        calls = ", ".join(str(c["function"]["name"]) for c in message["tool_calls"])
-        return f"assistant calling {calls}" + (f" {_clip(text)}" if text else "")
-    return f"{role} {_clip(text)}"
-
-
-def _clip(value: object, limit: int = 100) -> str:
-    text = value if isinstance(value, str) else _canonical(value)
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 # -- model handles --------------------------------------------------------------------------
