@@ -43,7 +43,8 @@ from agentkit.engines.base import (
     TextDelta,
     ToolCallRequested,
 )
-from agentkit.errors import AgentkitError, ConfigurationError, ModelNotFoundError
+from agentkit.engines.instances import InstanceTable
+from agentkit.errors import AgentkitError, ConfigurationError
 from agentkit.handles import LLM, AsyncLLM
 from agentkit.portal import default_portal
 from agentkit.results import Usage
@@ -104,7 +105,7 @@ class ScriptedEngine:
     delay: float = 0.0
     requests: list[PredictionRequest] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
-    _loaded: dict[str, ModelInstanceInfo] = field(default_factory=dict)
+    instances: InstanceTable = field(default_factory=InstanceTable)
     _vocabulary: dict[str, int] = field(default_factory=dict)
     _next_index: int = 0
     _wants_request: bool = False
@@ -129,12 +130,7 @@ class ScriptedEngine:
         kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """The instance of the key (default: this engine's model key), created on demand."""
-        key = model_key or self.model_key
-        for info in self._loaded.values():
-            if info.model_key == key and info.kind == kind:
-                return info
-        identifier = key if kind == "llm" else f"{key}:embedding"
-        return self._register(key, identifier, config, ttl, kind)
+        return self.instances.get_or_add(model_key or self.model_key, config, ttl, kind)
 
     async def load_new_instance(
         self,
@@ -145,24 +141,19 @@ class ScriptedEngine:
         kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """Another instance; identifiers must be unique."""
-        if identifier is None:
-            identifier = f"{model_key}:{len(self._loaded) + 1}"
-        if identifier in self._loaded:
-            raise ConfigurationError(f"an instance named {identifier!r} is already loaded")
-        return self._register(model_key, identifier, config, ttl, kind)
+        return self.instances.add(model_key, identifier, config, ttl, kind)
 
     async def unload(self, identifier: str) -> None:
         """Forget an instance."""
-        if self._loaded.pop(identifier, None) is None:
-            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}")
+        self.instances.remove(identifier)
 
     async def list_loaded(self) -> list[ModelInstanceInfo]:
         """The instances."""
-        return list(self._loaded.values())
+        return self.instances.all()
 
     async def aclose(self) -> None:
         """Forget every instance."""
-        self._loaded.clear()
+        self.instances.clear()
 
     async def list_downloaded(self) -> list[DownloadedModelInfo]:
         """The scripted model, as if it were a file."""
@@ -193,29 +184,13 @@ class ScriptedEngine:
         return vectors
 
     def _info(self, identifier: str) -> ModelInstanceInfo:
-        try:
-            return self._loaded[identifier]
-        except KeyError:
-            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}") from None
-
-    def _register(
-        self,
-        key: str,
-        identifier: str,
-        config: LoadConfig | None,
-        ttl: float | None,
-        kind: ModelKind = "llm",
-    ) -> ModelInstanceInfo:
-        info = ModelInstanceInfo(key, identifier, config or LoadConfig(), ttl, kind)
-        self._loaded[identifier] = info
-        return info
+        return self.instances.get(identifier)
 
     async def predict(
         self, identifier: str, request: PredictionRequest
     ) -> AsyncIterator[PredictionEvent]:
         """Stream the responder's reply as a real engine would."""
-        if identifier not in self._loaded:
-            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}")
+        self.instances.get(identifier)
         self.requests.append(request)
         reply = _as_reply(await self._reply_for(request))
         yield PromptProgress(0.0)
@@ -331,7 +306,7 @@ class AsyncScriptedModel(AsyncLLM):
         self, responder: Responder, *, model_key: str = "scripted-model", delay: float = 0.0
     ) -> None:
         engine = ScriptedEngine(responder, model_key=model_key, delay=delay)
-        super().__init__(engine, engine._register(model_key, model_key, None, None))
+        super().__init__(engine, engine.instances.add(model_key, model_key, None, None, "llm"))
 
     @property
     def engine(self) -> ScriptedEngine:

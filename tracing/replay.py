@@ -71,7 +71,8 @@ from agentkit.engines.base import (
     PredictionEvent,
     PredictionRequest,
 )
-from agentkit.errors import ConfigurationError, EngineError, ModelNotFoundError
+from agentkit.engines.instances import InstanceTable
+from agentkit.errors import EngineError, ModelNotFoundError
 from agentkit.handles import LLM, AsyncLLM
 from agentkit.portal import default_portal
 from agentkit.tracing.recording_format import (
@@ -282,7 +283,7 @@ class ReplayEngine:
         self._context_lengths: dict[str, int] = {}
         self._infos: dict[str, ModelInfo] = {}
         self._models: dict[str, set[str]] = {}  # model key -> kinds of records
-        self._loaded: dict[str, ModelInstanceInfo] = {}
+        self._instances = InstanceTable()
         for line, value in read_lines(self._path):
             try:
                 self._add(line, value)
@@ -325,20 +326,15 @@ class ReplayEngine:
     ) -> ModelInstanceInfo:
         """Another instance of a recorded model; identifiers must be unique."""
         key = self._model_key(model_key, kind)
-        if identifier is None:
-            identifier = f"{key}:{len(self._loaded) + 1}"
-        if identifier in self._loaded:
-            raise ConfigurationError(f"an instance named {identifier!r} is already loaded")
-        return self._register(key, identifier, config, ttl, kind)
+        return self._instances.add(key, identifier, config, ttl, kind)
 
     async def unload(self, identifier: str) -> None:
         """Forget an instance."""
-        if self._loaded.pop(identifier, None) is None:
-            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}")
+        self._instances.remove(identifier)
 
     async def list_loaded(self) -> list[ModelInstanceInfo]:
         """The instances."""
-        return list(self._loaded.values())
+        return self._instances.all()
 
     async def list_downloaded(self) -> list[DownloadedModelInfo]:
         """The recorded models, as if they were files."""
@@ -395,7 +391,7 @@ class ReplayEngine:
 
     async def aclose(self) -> None:
         """Forget every instance."""
-        self._loaded.clear()
+        self._instances.clear()
 
     # -- matching -----------------------------------------------------------------------------
 
@@ -460,30 +456,10 @@ class ReplayEngine:
     def _instance(
         self, model_key: str | None, config: LoadConfig | None, ttl: float | None, kind: ModelKind
     ) -> ModelInstanceInfo:
-        key = self._model_key(model_key, kind)
-        for info in self._loaded.values():
-            if info.model_key == key and info.kind == kind:
-                return info
-        identifier = key if kind == "llm" else f"{key}:embedding"
-        return self._register(key, identifier, config, ttl, kind)
-
-    def _register(
-        self,
-        key: str,
-        identifier: str,
-        config: LoadConfig | None,
-        ttl: float | None,
-        kind: ModelKind,
-    ) -> ModelInstanceInfo:
-        info = ModelInstanceInfo(key, identifier, config or LoadConfig(), ttl, kind)
-        self._loaded[identifier] = info
-        return info
+        return self._instances.get_or_add(self._model_key(model_key, kind), config, ttl, kind)
 
     def _info(self, identifier: str) -> ModelInstanceInfo:
-        try:
-            return self._loaded[identifier]
-        except KeyError:
-            raise ModelNotFoundError(f"no loaded instance is named {identifier!r}") from None
+        return self._instances.get(identifier)
 
     # -- loading ------------------------------------------------------------------------------
 
