@@ -54,8 +54,8 @@ def test_closed_client_refuses_work() -> None:
 
 
 def test_client_without_engine_explains_what_is_missing() -> None:
-    with pytest.raises(EngineUnavailableError, match="openai engine"):
-        ak.Client("http://127.0.0.1:1/v1")
+    with pytest.raises(EngineUnavailableError, match="lmstudio engine"):
+        ak.Client("lmstudio://127.0.0.1:1")
     with pytest.raises(ak.ConfigurationError, match="cannot tell which engine"):
         ak.Client("ftp://example")
     with pytest.raises(ak.ConfigurationError, match="either base_url or engine"):
@@ -194,3 +194,10 @@ def test_model_metadata_tokenizer_and_embeddings_on_the_scripted_engine() -> Non
         assert len(vector) == 26 and vector[0] == pytest.approx(3**-0.5)
         assert [m.identifier for m in client.embedding.list_loaded()] == [embedder.identifier]
         assert [m.identifier for m in client.llm.list_loaded()] == [model.identifier]
+
+
+def test_an_http_url_selects_the_openai_compatible_engine() -> None:
+    from agentkit.engines.openai import OpenAIEngine
+
+    with ak.Client("http://127.0.0.1:9/v1") as client:
+        assert isinstance(client.async_client.engine, OpenAIEngine)

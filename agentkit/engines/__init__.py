@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from agentkit.engines.base import Engine
 from agentkit.errors import ConfigurationError, EngineUnavailableError
 
@@ -28,6 +30,11 @@ def engine_for_url(base_url: str | None) -> Engine:
         from agentkit.engines.llama_cpp import LlamaCppEngine
 
         return LlamaCppEngine()
+    if kind == "openai" and base_url is not None:
+        from agentkit.engines.openai import OpenAIEngine
+
+        # An API key is optional; OPENAI_API_KEY is used when set, as OpenAI's SDK does.
+        return OpenAIEngine(base_url, api_key=os.environ.get("OPENAI_API_KEY"))
     raise EngineUnavailableError(
         f"the {kind} engine is not part of this agentkit build yet; use the local engine "
         "(no URL) or pass engine= to the client"
