@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 import agentkit as ak
 import agentkit.client
-from agentkit.errors import ClientClosedError, EngineUnavailableError, ModelNotFoundError
+from agentkit.errors import ClientClosedError, ModelNotFoundError
 from agentkit.testing import Reply, ScriptedEngine, ScriptedModel
 
 
@@ -54,8 +54,6 @@ def test_closed_client_refuses_work() -> None:
 
 
 def test_client_without_engine_explains_what_is_missing() -> None:
-    with pytest.raises(EngineUnavailableError, match="lmstudio engine"):
-        ak.Client("lmstudio://127.0.0.1:1")
     with pytest.raises(ak.ConfigurationError, match="cannot tell which engine"):
         ak.Client("ftp://example")
     with pytest.raises(ak.ConfigurationError, match="either base_url or engine"):
@@ -196,8 +194,11 @@ def test_model_metadata_tokenizer_and_embeddings_on_the_scripted_engine() -> Non
         assert [m.identifier for m in client.llm.list_loaded()] == [model.identifier]
 
 
-def test_an_http_url_selects_the_openai_compatible_engine() -> None:
+def test_urls_select_the_remote_engines() -> None:
+    from agentkit.engines.lmstudio import LMStudioEngine
     from agentkit.engines.openai import OpenAIEngine
 
     with ak.Client("http://127.0.0.1:9/v1") as client:
         assert isinstance(client.async_client.engine, OpenAIEngine)
+    with ak.Client("lmstudio://127.0.0.1:9") as client:
+        assert isinstance(client.async_client.engine, LMStudioEngine)
