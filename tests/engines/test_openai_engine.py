@@ -453,3 +453,25 @@ def test_llama_server_structured_output(llama_server: str) -> None:
             response_format=City,
         )
     assert isinstance(result.parsed, City) and result.parsed.name
+
+
+def test_openai_server_example_runs_against_a_real_server(llama_server: str) -> None:
+    example = Path(__file__).parents[2] / "examples" / "openai_server_agent.py"
+    done = subprocess.run(
+        [sys.executable, str(example), llama_server], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "assistant: " in done.stdout and " rounds, " in done.stdout
+
+
+def test_openai_server_example_reports_an_unreachable_server() -> None:
+    example = Path(__file__).parents[2] / "examples" / "openai_server_agent.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "http://127.0.0.1:9/v1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        done.returncode == 2 and "could not run the agent on http://127.0.0.1:9/v1" in done.stderr
+    )
