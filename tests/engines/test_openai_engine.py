@@ -475,3 +475,21 @@ def test_openai_server_example_reports_an_unreachable_server() -> None:
     assert (
         done.returncode == 2 and "could not run the agent on http://127.0.0.1:9/v1" in done.stderr
     )
+
+
+def test_llama_server_stream_cancel(llama_server: str) -> None:
+    with ak.Client(engine=OpenAIEngine(llama_server)) as client:
+        model = client.llm.model()
+        stream = model.respond_stream(
+            "Tell me a long story.", config={"temperature": 0, "max_tokens": 200}
+        )
+        fragments = []
+        for fragment in stream:
+            fragments.append(fragment.content)
+            if len(fragments) == 3:
+                stream.cancel()
+        result = stream.result()
+        assert result.finish_reason == "cancelled"
+        assert 3 <= len(fragments) <= 6 and result.content == "".join(fragments)
+        # The connection was released: the engine serves the next request.
+        assert model.respond("Hi", config={"max_tokens": 2}).finish_reason in ("stop", "length")
