@@ -509,9 +509,9 @@ def _message(message: Message) -> dict[str, Any]:
             raise EngineError("the LM Studio engine does not send images yet")
         return {"role": "user", "content": [{"type": "text", "text": message.content}]}
     if isinstance(message, AssistantMessage):
-        content: list[dict[str, Any]] = []
-        if message.content:
-            content.append({"type": "text", "text": message.content})
+        # The SDK (1.5) requires an assistant message to open with a text part, even an empty
+        # one before tool call requests.
+        content: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
         for call in message.tool_calls:
             content.append(
                 {
@@ -524,8 +524,6 @@ def _message(message: Message) -> dict[str, Any]:
                     },
                 }
             )
-        if not content:
-            content.append({"type": "text", "text": ""})
         return {"role": "assistant", "content": content}
     if isinstance(message, ToolResultMessage):
         return {

@@ -429,7 +429,9 @@ class LMStudioTestServer:
         if instance is None:
             await send({"type": "error", "error": _error("No model loaded")})
             return
-        steps = list(self.responder(param, index))
+        # In a worker thread: a responder may run real inference, and the connection's
+        # keepalive must go on meanwhile.
+        steps = list(await asyncio.to_thread(self.responder, param, index))
         await send({"type": "promptProcessingProgress", "progress": 0.0})
         await send({"type": "promptProcessingProgress", "progress": 1.0})
         predicted = 0
