@@ -199,8 +199,8 @@ class ScriptedEngine:
             await anyio.sleep(reply.delay or self.delay)
         yield FirstToken()
         completion = 0
-        for text, reasoning in _fragments(reply):
-            if reply.fragment_delay:
+        for index, (text, reasoning) in enumerate(_fragments(reply)):
+            if reply.fragment_delay and index:
                 await anyio.sleep(reply.fragment_delay)
             completion += len(text.split())
             yield TextDelta(text, reasoning)

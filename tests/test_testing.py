@@ -97,3 +97,13 @@ def test_requests_are_recorded() -> None:
     [request] = model.requests
     assert request.config is not None and request.config.temperature == 0
     assert request.messages[0].content == "hello"
+
+
+def test_fragment_delay_is_between_fragments() -> None:
+    stamps: list[float] = []
+    started = time.perf_counter()
+    ScriptedModel([Reply("one two", fragment_delay=1.0)]).act(
+        "go", on_prediction_fragment=lambda f, i: stamps.append(time.perf_counter() - started)
+    )
+    # Generous bounds: the first fragment is not delayed, the second is, by the full second.
+    assert stamps[0] < 0.9 and stamps[1] - stamps[0] >= 0.95
