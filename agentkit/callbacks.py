@@ -7,6 +7,7 @@ records even when logging was never configured, so a failing callback is never s
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 
 logger = logging.getLogger("agentkit")
 
-__all__ = ["fire", "logger"]
+__all__ = ["fire", "is_async_callable", "logger"]
 
 
 async def fire(callback: Callable[..., Any] | None, *args: Any) -> None:
@@ -28,3 +29,12 @@ async def fire(callback: Callable[..., Any] | None, *args: Any) -> None:
     except Exception:
         name = getattr(callback, "__qualname__", None) or repr(callback)
         logger.exception("callback %s raised; the run goes on without it", name)
+
+
+def is_async_callable(function: object) -> bool:
+    """True for coroutine functions, partials of them and objects with an async `__call__`."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - async callable objects
+    )

@@ -29,7 +29,7 @@ from agentkit.tools import calculator
 from agentkit.tools.tool import render_result
 
 if TYPE_CHECKING:
-    from agentkit.tracing.evaluate import Agent, Case
+    from agentkit.tracing.evaluation.evaluate import Agent, Case
 
 INSTRUCTIONS = (
     "You are a careful assistant. Use the calculator tool for any arithmetic, "
@@ -125,10 +125,10 @@ def _import_agent(spec: str) -> Agent:
 
 
 def _eval_command(options: argparse.Namespace) -> int:
-    from agentkit.tracing.compare import compare
-    from agentkit.tracing.evaluate import evaluate, load_cases
-    from agentkit.tracing.report import EvalReport
-    from agentkit.tracing.scorers import scorer_from_spec
+    from agentkit.tracing.evaluation.compare import compare
+    from agentkit.tracing.evaluation.evaluate import evaluate, load_cases
+    from agentkit.tracing.evaluation.report import EvalReport
+    from agentkit.tracing.evaluation.scorers import scorer_from_spec
 
     if options.compare:
         before, after = (EvalReport.from_json(path) for path in options.compare)
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("eval takes a DATASET or --compare A.json B.json")
 
     if options.command == "install-engine":
-        from agentkit.engines import llama_build
+        from agentkit.engines.llama_cpp import build as llama_build
 
         return llama_build.main([])
     with _tracing(options):

@@ -41,6 +41,15 @@ class EngineUnavailableError(EngineError):
     """The requested engine cannot be used on this installation."""
 
 
+class NotSupportedError(EngineError):
+    """The engine does not offer this capability (tokenize on a remote server, say)."""
+
+    def __init__(self, provider: str, capability: str) -> None:
+        super().__init__(f"the {provider} engine does not support {capability}")
+        self.provider = provider
+        self.capability = capability
+
+
 class ModelNotFoundError(EngineError):
     """No model with the requested key or identifier is known to the engine."""
 

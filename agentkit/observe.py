@@ -85,7 +85,7 @@ def get_observer() -> ActObserver:
     """The observer act() runs report to."""
     global _observer
     if _observer is None:
-        from agentkit.tracing.spans import OtelObserver
+        from agentkit.tracing.otel.spans import OtelObserver
 
         _observer = OtelObserver()
     return _observer

@@ -55,7 +55,7 @@ import llama_cpp
 from llama_cpp import llama_cpp as llama_lib
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
-from agentkit.engines.llama_sampling import SamplingParams, TokenSampler
+from agentkit.engines.llama_cpp.sampling import SamplingParams, TokenSampler
 
 TARGET_RATIO = 0.85
 TOOL_NAMES = ("get_weather", "search_web", "send_email")

@@ -45,9 +45,14 @@ from dataclasses import dataclass, field
 
 import agentkit
 from agentkit import Chat
-from agentkit.engines import json_mode
-from agentkit.engines.llama_cpp import InstanceStats, LlamaCppEngine, _Instance, _shared_prefix
-from agentkit.engines.llama_models import resolve_model
+from agentkit.engines.llama_cpp import json_mode
+from agentkit.engines.llama_cpp.engine import (
+    InstanceStats,
+    LlamaCppEngine,
+    _Instance,
+    _shared_prefix,
+)
+from agentkit.engines.llama_cpp.models import resolve_model
 
 TARGET_RATIO = 1.2
 MAX_TOKENS = 16

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import agentkit as ak
 from agentkit.tools import calculator
-from agentkit.tracing.evaluate import Case, evaluate
-from agentkit.tracing.scorers import contains, tool_called
+from agentkit.tracing.evaluation.evaluate import Case, evaluate
+from agentkit.tracing.evaluation.scorers import contains, tool_called
 
 INSTRUCTIONS = (
     "You are a careful assistant. Use the calculator tool for any arithmetic, "

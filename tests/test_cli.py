@@ -42,7 +42,7 @@ def test_run_on_the_local_engine(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_tracing_options_write_spans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from agentkit.tracing.jsonl_export import read_spans
+    from agentkit.tracing.otel.jsonl_export import read_spans
 
     spans = tmp_path / "spans.jsonl"
     assert main(["demo", "2 plus 2", "--trace-jsonl", str(spans), "--trace-content"]) == 0

@@ -195,8 +195,8 @@ def test_model_metadata_tokenizer_and_embeddings_on_the_scripted_engine() -> Non
 
 
 def test_urls_select_the_remote_engines() -> None:
-    from agentkit.engines.lmstudio import LMStudioEngine
-    from agentkit.engines.openai import OpenAIEngine
+    from agentkit.engines.lmstudio.engine import LMStudioEngine
+    from agentkit.engines.openai.engine import OpenAIEngine
 
     with ak.Client("http://127.0.0.1:9/v1") as client:
         assert isinstance(client.async_client.engine, OpenAIEngine)

@@ -15,7 +15,7 @@ def engine_for_url(base_url: str | None) -> Engine:
     `lmstudio://host:port` for LM Studio, `http(s)://host:port/v1` for OpenAI-compatible servers.
     """
     if base_url is None:
-        from agentkit.engines.llama_cpp import LlamaCppEngine
+        from agentkit.engines.llama_cpp.engine import LlamaCppEngine
 
         return LlamaCppEngine()
     if base_url.startswith(("lmstudio://", "ws://", "wss://")):

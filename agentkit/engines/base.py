@@ -2,19 +2,28 @@
 
 An engine loads and unloads models and runs single predictions. It does not loop, run tools or
 touch chats: act() owns all of that, so every engine gets the same loop semantics for free.
+
+`Engine` is the protocol handles are written against. `BaseEngine` is the narrow base to build
+one on: `provider_name` and `predict` are abstract, instance bookkeeping lives on a shared
+`InstanceTable`, and optional capabilities (tokenize, embed, model metadata) raise one typed
+`NotSupportedError` until an engine provides them. `WrapperEngine` delegates everything to the
+engine it wraps, so a recording, instrumented or rate-limited engine overrides one method.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import abc
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from agentkit.config import LoadConfig, PredictionConfig
+from agentkit.errors import ConfigurationError, NotSupportedError
 from agentkit.messages import Message, ToolCall
 from agentkit.results import Usage
 
 __all__ = [
+    "BaseEngine",
     "DownloadedModelInfo",
     "Engine",
     "FirstToken",
@@ -30,6 +39,7 @@ __all__ = [
     "TextDelta",
     "ToolCallRequested",
     "ToolDefinition",
+    "WrapperEngine",
 ]
 
 
@@ -211,10 +221,180 @@ class Engine(Protocol):
 
     def predict(
         self, identifier: str, request: PredictionRequest
-    ) -> AsyncIterator[PredictionEvent]:
-        """Run one prediction; the stream ends with exactly one `PredictionDone`."""
+    ) -> AsyncGenerator[PredictionEvent, None]:
+        """Run one prediction; the stream ends with exactly one `PredictionDone`.
+
+        Callers `aclose()` the generator when they stop early; that cancels the prediction.
+        """
         ...
 
     async def aclose(self) -> None:
         """Release every resource (loaded models, connections, threads)."""
         ...
+
+
+class BaseEngine(abc.ABC):
+    """A narrow base for engines: two abstract members, everything else has a default.
+
+    Model lifecycle defaults to bookkeeping on `self.instances` (right for engines that load
+    nothing themselves: scripted, replay, remote servers that load on demand); engines that
+    really load models override the lifecycle methods. `tokenize`, `embed`, `get_info` and
+    `get_context_length` raise `NotSupportedError` until overridden.
+    """
+
+    default_model_key: str | None = None
+    """The key `get_or_load(None)` means; None makes a key mandatory."""
+
+    def __init__(self) -> None:
+        # instances.py builds on this module's data types, so it is imported when needed.
+        from agentkit.engines.instances import InstanceTable
+
+        self.instances = InstanceTable()
+
+    @property
+    @abc.abstractmethod
+    def provider_name(self) -> str:
+        """The provider, as OpenTelemetry's gen_ai.provider.name wants it."""
+
+    @abc.abstractmethod
+    def predict(
+        self, identifier: str, request: PredictionRequest
+    ) -> AsyncGenerator[PredictionEvent, None]:
+        """Run one prediction; the stream ends with exactly one `PredictionDone`."""
+
+    async def get_or_load(
+        self,
+        model_key: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
+    ) -> ModelInstanceInfo:
+        """The instance of the key (default: `default_model_key`), added on first use."""
+        return self.instances.get_or_add(self._key(model_key), config, ttl, kind)
+
+    async def load_new_instance(
+        self,
+        model_key: str,
+        identifier: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
+    ) -> ModelInstanceInfo:
+        """Another instance of the model; identifiers are unique."""
+        return self.instances.add(model_key, identifier, config, ttl, kind)
+
+    async def unload(self, identifier: str) -> None:
+        """Forget the instance (`ModelNotFoundError` if unknown)."""
+        self.instances.remove(identifier)
+
+    async def list_loaded(self) -> list[ModelInstanceInfo]:
+        """The instances."""
+        return self.instances.all()
+
+    async def list_downloaded(self) -> list[DownloadedModelInfo]:
+        """Models that can be loaded (none known by default)."""
+        return []
+
+    async def get_info(self, identifier: str) -> ModelInfo:
+        """Metadata of a loaded instance's model."""
+        raise self.not_supported("get_info")
+
+    async def get_context_length(self, identifier: str) -> int:
+        """The context length the instance was loaded with."""
+        raise self.not_supported("get_context_length")
+
+    async def tokenize(self, identifier: str, text: str) -> list[int]:
+        """Token ids of text."""
+        raise self.not_supported("tokenize")
+
+    async def embed(self, identifier: str, texts: Sequence[str]) -> list[list[float]]:
+        """One embedding vector per text."""
+        raise self.not_supported("embed")
+
+    async def aclose(self) -> None:
+        """Forget every instance."""
+        self.instances.clear()
+
+    def not_supported(self, capability: str) -> NotSupportedError:
+        """The error for a capability this engine lacks."""
+        return NotSupportedError(self.provider_name, capability)
+
+    def _key(self, model_key: str | None) -> str:
+        key = model_key or self.default_model_key
+        if key is None:
+            raise ConfigurationError(
+                f"the {self.provider_name} engine has no default model: pass a model key"
+            )
+        return key
+
+
+class WrapperEngine(BaseEngine):
+    """An engine that delegates every member to `wrapped`; override what you change."""
+
+    def __init__(self, wrapped: Engine) -> None:
+        super().__init__()
+        self.wrapped = wrapped
+
+    @property
+    def provider_name(self) -> str:
+        """The wrapped engine's provider."""
+        return self.wrapped.provider_name
+
+    def predict(
+        self, identifier: str, request: PredictionRequest
+    ) -> AsyncGenerator[PredictionEvent, None]:
+        """Delegated."""
+        return self.wrapped.predict(identifier, request)
+
+    async def get_or_load(
+        self,
+        model_key: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
+    ) -> ModelInstanceInfo:
+        """Delegated."""
+        return await self.wrapped.get_or_load(model_key, config, ttl, kind)
+
+    async def load_new_instance(
+        self,
+        model_key: str,
+        identifier: str | None,
+        config: LoadConfig | None,
+        ttl: float | None,
+        kind: ModelKind = "llm",
+    ) -> ModelInstanceInfo:
+        """Delegated."""
+        return await self.wrapped.load_new_instance(model_key, identifier, config, ttl, kind)
+
+    async def unload(self, identifier: str) -> None:
+        """Delegated."""
+        await self.wrapped.unload(identifier)
+
+    async def list_loaded(self) -> list[ModelInstanceInfo]:
+        """Delegated."""
+        return await self.wrapped.list_loaded()
+
+    async def list_downloaded(self) -> list[DownloadedModelInfo]:
+        """Delegated."""
+        return await self.wrapped.list_downloaded()
+
+    async def get_info(self, identifier: str) -> ModelInfo:
+        """Delegated."""
+        return await self.wrapped.get_info(identifier)
+
+    async def get_context_length(self, identifier: str) -> int:
+        """Delegated."""
+        return await self.wrapped.get_context_length(identifier)
+
+    async def tokenize(self, identifier: str, text: str) -> list[int]:
+        """Delegated."""
+        return await self.wrapped.tokenize(identifier, text)
+
+    async def embed(self, identifier: str, texts: Sequence[str]) -> list[list[float]]:
+        """Delegated."""
+        return await self.wrapped.embed(identifier, texts)
+
+    async def aclose(self) -> None:
+        """Closes the wrapped engine."""
+        await self.wrapped.aclose()

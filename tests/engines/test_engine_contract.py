@@ -33,8 +33,8 @@ from openai_fault_server import Canned, FaultServer, chunk, sse
 from pydantic import BaseModel
 
 import agentkit as ak
-from agentkit.engines.lmstudio import LMStudioEngine
-from agentkit.engines.openai import OpenAIEngine
+from agentkit.engines.lmstudio.engine import LMStudioEngine
+from agentkit.engines.openai.engine import OpenAIEngine
 from agentkit.testing import Reply, ScriptedEngine, ToolCall
 
 CHAT = "/v1/chat/completions"

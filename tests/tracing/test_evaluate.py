@@ -24,7 +24,7 @@ from agentkit.cli import demo_responder, main
 from agentkit.errors import ConfigurationError
 from agentkit.testing import AsyncScriptedModel, ScriptedModel, ToolCall
 from agentkit.tools import calculator
-from agentkit.tracing.evaluate import (
+from agentkit.tracing.evaluation.evaluate import (
     Case,
     DatasetError,
     Outcome,
@@ -33,8 +33,8 @@ from agentkit.tracing.evaluate import (
     evaluate_async,
     load_cases,
 )
-from agentkit.tracing.report import EvalReport
-from agentkit.tracing.scorers import Score, contains, custom, tool_called
+from agentkit.tracing.evaluation.report import EvalReport
+from agentkit.tracing.evaluation.scorers import Score, contains, custom, tool_called
 
 ROOT = Path(__file__).parent.parent.parent
 QUESTIONS = [

@@ -17,7 +17,7 @@ import agentkit as ak
 from agentkit.engines.base import PredictionRequest
 from agentkit.errors import EngineError, ModelNotFoundError
 from agentkit.testing import Malformed, Reply, ScriptedEngine, ToolCall, user_text
-from agentkit.tracing.replay import (
+from agentkit.tracing.replay.engines import (
     AsyncReplayModel,
     RecordingEngine,
     RecordingFormatError,

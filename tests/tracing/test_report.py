@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from agentkit.cli import main
-from agentkit.tracing.compare import ScoreDelta, compare
-from agentkit.tracing.evaluate import Case, evaluate
-from agentkit.tracing.report import CaseResult, EvalReport, ReportError, percentile
-from agentkit.tracing.scorers import Score, contains, regex
+from agentkit.tracing.evaluation.compare import ScoreDelta, compare
+from agentkit.tracing.evaluation.evaluate import Case, evaluate
+from agentkit.tracing.evaluation.report import CaseResult, EvalReport, ReportError, percentile
+from agentkit.tracing.evaluation.scorers import Score, contains, regex
 
 
 def run(case_id: str, passed: bool, value: float | None = None, **fields: object) -> CaseResult:

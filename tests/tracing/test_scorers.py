@@ -14,8 +14,8 @@ import agentkit as ak
 from agentkit.errors import ConfigurationError
 from agentkit.testing import AsyncScriptedModel, ReplyLike, ScriptedModel, ToolCall
 from agentkit.tools import calculator
-from agentkit.tracing.evaluate import Case, Outcome
-from agentkit.tracing.scorers import (
+from agentkit.tracing.evaluation.evaluate import Case, Outcome
+from agentkit.tracing.evaluation.scorers import (
     JUDGE_SCHEMA,
     Score,
     contains,

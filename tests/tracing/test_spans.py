@@ -23,7 +23,7 @@ import agentkit as ak
 from agentkit.observe import NO_TRACE, RunInfo, set_observer
 from agentkit.testing import Malformed, Reply, ScriptedModel, ToolCall
 from agentkit.tracing import OtelObserver, configure, instrument
-from agentkit.tracing.jsonl_export import read_spans
+from agentkit.tracing.otel.jsonl_export import read_spans
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Chat prompts for the local engine: built-in turn formats and sandboxed Jinja chat templates."""

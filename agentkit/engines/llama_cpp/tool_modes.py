@@ -1,0 +1,101 @@
+"""How one round is prompted and read back: JSON mode or the model's native tool format.
+
+- JSON mode (models whose template does not render tools, such as the default Gemma): tools are
+  described in the prompt and the output is grammar-constrained to a tool-call object or the
+  answer (see `json_mode`).
+- Native mode (a chat template that renders tools and teaches Hermes/Qwen, Llama 3.x or Mistral
+  calls): the template renders the tools, the output is free, and the format's own parser reads
+  the calls; malformed ones go through act()'s invalid-request path. Native mode cannot force a
+  call, so `tool_choice="required"` falls back to JSON mode for that round, on the same template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from agentkit.config import PredictionConfig
+from agentkit.engines.base import (
+    MalformedToolCall,
+    PredictionRequest,
+    TextDelta,
+    ToolCallRequested,
+)
+from agentkit.engines.llama_cpp import json_mode
+from agentkit.engines.llama_cpp.native_tools import LLAMA3, MISTRAL, ToolFormat
+from agentkit.engines.llama_cpp.prompting.formats import PromptFormat, Segment
+from agentkit.engines.llama_cpp.prompting.jinja import JinjaPromptFormat
+
+__all__ = ["NativeTemplate", "OutputRouter", "RoundPlan", "plan_round"]
+
+
+class OutputRouter(Protocol):
+    """Splits generated text into streamed text and, at the end, tool calls."""
+
+    def feed(self, text: str) -> list[TextDelta]:
+        """Text to stream now."""
+        ...
+
+    def finish(self) -> list[TextDelta | ToolCallRequested | MalformedToolCall]:
+        """Everything pending once generation ended."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NativeTemplate:
+    """A model's own chat template and the tool-call format it teaches."""
+
+    prompt: JinjaPromptFormat
+    tool_format: ToolFormat
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPlan:
+    """The prompt, the grammar and the output router of one prediction."""
+
+    segments: list[Segment]
+    grammar: str | None
+    router: Callable[[], OutputRouter]
+    # Llama 3's <|python_tag|> and Mistral's [TOOL_CALLS] are control tokens: the output must
+    # be detokenized with special tokens for the parser to see them.
+    special_output: bool = False
+
+
+def plan_round(
+    request: PredictionRequest,
+    config: PredictionConfig,
+    prompt_format: PromptFormat,
+    native: NativeTemplate | None,
+) -> RoundPlan:
+    """Decide how this request is prompted, constrained and parsed."""
+    tools = tuple(request.tools)
+    response_format = request.response_format
+    required = bool(tools) and config.tool_choice == "required"
+    if request.prompt is not None:
+        return RoundPlan(
+            [Segment(request.prompt, special=False)],
+            json_mode.grammar_for((), response_format),
+            lambda: json_mode.OutputSplitter(False),
+        )
+    if native is None or required:
+        preamble = json_mode.tool_instructions(tools, response_format)
+        renderer = prompt_format if native is None else native.prompt
+        return RoundPlan(
+            renderer.render(request.messages, preamble),
+            json_mode.grammar_for(tools, response_format, require_call=required),
+            lambda: json_mode.OutputSplitter(bool(tools)),
+        )
+    tool_format = native.tool_format
+    segments = native.prompt.render(
+        request.messages, json_mode.tool_instructions((), response_format), tools
+    )
+    # With tools offered the output is free (the template taught the call syntax, not JSON
+    # mode's); without tools a response_format still constrains the answer.
+    grammar = None if tools else json_mode.grammar_for((), response_format)
+    return RoundPlan(
+        segments,
+        grammar,
+        lambda: tool_format.splitter(bool(tools), segments),
+        special_output=tool_format in (LLAMA3, MISTRAL),
+    )

@@ -1,0 +1,5 @@
+"""LM Studio through the official `lmstudio` SDK."""
+
+from agentkit.engines.lmstudio.engine import LMStudioEngine
+
+__all__ = ["LMStudioEngine"]

@@ -1,0 +1,1 @@
+"""Traced evaluations: cases, the bounded-concurrency runner, scorers, reports and comparison."""

@@ -1,0 +1,1 @@
+"""OpenTelemetry for act() runs: GenAI spans and metrics, exporter setup, a JSONL span exporter."""
