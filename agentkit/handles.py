@@ -7,60 +7,28 @@ client's background loop; callbacks therefore run on that loop's thread.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 import anyio
-from typing_extensions import Unpack
 
 from agentkit.act import ActCallbacks, ActOptions, run_act
 from agentkit.cancel import CancelToken
 from agentkit.chat import Chat, Message
 from agentkit.config import PredictionConfig, PredictionConfigInput, coerce_config
-from agentkit.engines.base import Engine, PredictionRequest
+from agentkit.engines.base import BaseEngine, Engine, PredictionRequest
 from agentkit.errors import StructuredOutputError
-from agentkit.model_handle import AsyncModelHandle, ModelHandle
-from agentkit.portal import Portal
+from agentkit.model_handle import AsyncModelHandle, ModelHandle, blocking
+from agentkit.portal import Portal, default_portal
 from agentkit.prediction import PredictionBuilder, PredictionCallbacks, run_prediction
 from agentkit.results import ActResult, PredictionFragment, PredictionResult
 from agentkit.structured import OutputFormat, OutputInvalid, ResponseFormat
 from agentkit.tool_round import InvalidRequestHandler
 from agentkit.tools.toolset import ToolLike
 
-__all__ = [
-    "LLM",
-    "ActKwargs",
-    "AsyncLLM",
-    "AsyncPredictionStream",
-    "PredictionStream",
-    "RespondKwargs",
-]
+__all__ = ["LLM", "AsyncLLM", "AsyncPredictionStream", "PredictionStream"]
 
 T = TypeVar("T")
-
-
-class RespondKwargs(TypedDict, total=False):
-    """Keyword options of respond() and complete()."""
-
-    config: PredictionConfigInput
-    response_format: ResponseFormat | None
-    on_first_token: Callable[[int], Any] | None
-    on_prediction_fragment: Callable[[PredictionFragment, int], Any] | None
-    on_prompt_processing_progress: Callable[[float, int], Any] | None
-
-
-class ActKwargs(RespondKwargs, total=False):
-    """Keyword options of act() (see `AsyncLLM.act`)."""
-
-    max_prediction_rounds: int | None
-    max_parallel_tool_calls: int | None
-    on_message: Callable[[Message], Any] | None
-    on_round_start: Callable[[int], Any] | None
-    on_round_end: Callable[[int], Any] | None
-    on_prediction_completed: Callable[[PredictionResult], Any] | None
-    handle_invalid_tool_request: InvalidRequestHandler | None
-    cancel_token: CancelToken | None
 
 
 class AsyncLLM(AsyncModelHandle):
@@ -68,11 +36,34 @@ class AsyncLLM(AsyncModelHandle):
 
     __slots__ = ()
 
+    @classmethod
+    def standalone(cls, engine: BaseEngine, model_key: str | None = None) -> AsyncLLM:
+        """A handle on a model-less engine (scripted, replay) of its own, with no client.
+
+        The instance is registered at once (such engines load nothing), so this needs no
+        event loop.
+        """
+        key = engine.resolve_key(model_key, "llm")
+        return cls(engine, engine.instances.get_or_add(key, None, None, "llm"))
+
     async def act(
         self,
         chat: Chat | str,
         tools: Iterable[ToolLike] | None = None,
-        **options: Unpack[ActKwargs],
+        *,
+        max_prediction_rounds: int | None = None,
+        max_parallel_tool_calls: int | None = None,
+        config: PredictionConfigInput = None,
+        response_format: ResponseFormat | None = None,
+        on_message: Callable[[Message], Any] | None = None,
+        on_first_token: Callable[[int], Any] | None = None,
+        on_prediction_fragment: Callable[[PredictionFragment, int], Any] | None = None,
+        on_round_start: Callable[[int], Any] | None = None,
+        on_round_end: Callable[[int], Any] | None = None,
+        on_prediction_completed: Callable[[PredictionResult], Any] | None = None,
+        on_prompt_processing_progress: Callable[[float, int], Any] | None = None,
+        handle_invalid_tool_request: InvalidRequestHandler | None = None,
+        cancel_token: CancelToken | None = None,
     ) -> ActResult:
         """Run a ReAct loop: predict, run the requested tools in parallel, repeat until done.
 
@@ -99,80 +90,121 @@ class AsyncLLM(AsyncModelHandle):
             StructuredOutputError: the answer never matched `response_format`.
             ActCancelled: the run was cancelled through `cancel_token`.
         """
-        response_format = options.get("response_format")
         act_options = ActOptions(
-            max_prediction_rounds=options.get("max_prediction_rounds"),
-            max_parallel_tool_calls=options.get("max_parallel_tool_calls"),
-            config=coerce_config(PredictionConfig, options.get("config")),
+            max_prediction_rounds=max_prediction_rounds,
+            max_parallel_tool_calls=max_parallel_tool_calls,
+            config=coerce_config(PredictionConfig, config),
             response_format=None if response_format is None else OutputFormat(response_format),
-            handle_invalid_tool_request=options.get("handle_invalid_tool_request"),
-            cancel_token=options.get("cancel_token"),
+            handle_invalid_tool_request=handle_invalid_tool_request,
+            cancel_token=cancel_token,
         )
         callbacks = ActCallbacks(
-            on_message=options.get("on_message"),
-            on_round_start=options.get("on_round_start"),
-            on_round_end=options.get("on_round_end"),
-            on_prediction_completed=options.get("on_prediction_completed"),
-            stream=_stream_callbacks(options),
+            on_message=on_message,
+            on_round_start=on_round_start,
+            on_round_end=on_round_end,
+            on_prediction_completed=on_prediction_completed,
+            stream=PredictionCallbacks(
+                on_first_token, on_prediction_fragment, on_prompt_processing_progress
+            ),
         )
         history = Chat.from_history(chat) if isinstance(chat, str) else chat
         return await run_act(
             self._engine, self.identifier, self.model_key, history, tools, act_options, callbacks
         )
 
-    async def respond(self, chat: Chat | str, **options: Unpack[RespondKwargs]) -> PredictionResult:
-        """One prediction for the chat, no tools; `result.parsed` holds a structured answer."""
-        history = Chat.from_history(chat) if isinstance(chat, str) else chat
-        return await self._predict(PredictionRequest(messages=history.messages), options)
+    async def respond(
+        self,
+        chat: Chat | str,
+        *,
+        config: PredictionConfigInput = None,
+        response_format: ResponseFormat | None = None,
+        on_first_token: Callable[[int], Any] | None = None,
+        on_prediction_fragment: Callable[[PredictionFragment, int], Any] | None = None,
+        on_prompt_processing_progress: Callable[[float, int], Any] | None = None,
+    ) -> PredictionResult:
+        """One prediction for the chat, no tools; `result.parsed` holds a structured answer.
 
-    async def complete(self, prompt: str, **options: Unpack[RespondKwargs]) -> PredictionResult:
-        """Continue raw text, without the chat template."""
-        return await self._predict(PredictionRequest(prompt=prompt), options)
+        The keyword options mean what they mean for `act()`.
+        """
+        history = Chat.from_history(chat) if isinstance(chat, str) else chat
+        callbacks = PredictionCallbacks(
+            on_first_token, on_prediction_fragment, on_prompt_processing_progress
+        )
+        request = PredictionRequest(messages=history.messages)
+        return await self._predict(request, config, response_format, callbacks)
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        config: PredictionConfigInput = None,
+        response_format: ResponseFormat | None = None,
+        on_first_token: Callable[[int], Any] | None = None,
+        on_prediction_fragment: Callable[[PredictionFragment, int], Any] | None = None,
+        on_prompt_processing_progress: Callable[[float, int], Any] | None = None,
+    ) -> PredictionResult:
+        """Continue raw text, without the chat template (options as for `respond()`)."""
+        callbacks = PredictionCallbacks(
+            on_first_token, on_prediction_fragment, on_prompt_processing_progress
+        )
+        request = PredictionRequest(prompt=prompt)
+        return await self._predict(request, config, response_format, callbacks)
 
     def respond_stream(
-        self, chat: Chat | str, **options: Unpack[RespondKwargs]
+        self,
+        chat: Chat | str,
+        *,
+        config: PredictionConfigInput = None,
+        response_format: ResponseFormat | None = None,
     ) -> AsyncPredictionStream:
         """Stream the fragments of a respond(); `.result()` when done, `.cancel()` to stop."""
         history = Chat.from_history(chat) if isinstance(chat, str) else chat
-        return self._stream(PredictionRequest(messages=history.messages), options)
+        request = PredictionRequest(messages=history.messages)
+        return self._stream(request, config, response_format)
 
     def complete_stream(
-        self, prompt: str, **options: Unpack[RespondKwargs]
+        self,
+        prompt: str,
+        *,
+        config: PredictionConfigInput = None,
+        response_format: ResponseFormat | None = None,
     ) -> AsyncPredictionStream:
         """Stream the fragments of a complete()."""
-        return self._stream(PredictionRequest(prompt=prompt), options)
+        return self._stream(PredictionRequest(prompt=prompt), config, response_format)
 
     async def _predict(
-        self, request: PredictionRequest, options: RespondKwargs
+        self,
+        request: PredictionRequest,
+        config: PredictionConfigInput,
+        response_format: ResponseFormat | None,
+        callbacks: PredictionCallbacks,
     ) -> PredictionResult:
-        output, request = _prepared(request, options)
+        output, request = _prepared(request, config, response_format)
         predicted = await run_prediction(
-            self._engine, self.identifier, self.model_key, request, _stream_callbacks(options)
+            self._engine, self.identifier, self.model_key, request, callbacks
         )
         return _parsed(predicted.result, output)
 
-    def _stream(self, request: PredictionRequest, options: RespondKwargs) -> AsyncPredictionStream:
-        output, request = _prepared(request, options)
+    def _stream(
+        self,
+        request: PredictionRequest,
+        config: PredictionConfigInput,
+        response_format: ResponseFormat | None,
+    ) -> AsyncPredictionStream:
+        output, request = _prepared(request, config, response_format)
         return AsyncPredictionStream(self._engine, self.identifier, self.model_key, request, output)
 
 
-def _stream_callbacks(options: RespondKwargs) -> PredictionCallbacks:
-    return PredictionCallbacks(
-        on_first_token=options.get("on_first_token"),
-        on_prediction_fragment=options.get("on_prediction_fragment"),
-        on_prompt_processing_progress=options.get("on_prompt_processing_progress"),
-    )
-
-
 def _prepared(
-    request: PredictionRequest, options: RespondKwargs
+    request: PredictionRequest,
+    config: PredictionConfigInput,
+    response_format: ResponseFormat | None,
 ) -> tuple[OutputFormat | None, PredictionRequest]:
-    response_format = options.get("response_format")
     output = None if response_format is None else OutputFormat(response_format)
     return output, PredictionRequest(
         messages=request.messages,
         prompt=request.prompt,
-        config=coerce_config(PredictionConfig, options.get("config")),
+        config=coerce_config(PredictionConfig, config),
         response_format=None if output is None else output.spec,
     )
 
@@ -251,10 +283,8 @@ class AsyncPredictionStream:
             await self._finish(cancelled=True)
 
     async def _finish(self, *, cancelled: bool) -> None:
-        aclose = getattr(self._events, "aclose", None)
-        if aclose is not None:
-            with anyio.CancelScope(shield=True):
-                await aclose()
+        with anyio.CancelScope(shield=True):
+            await self._events.aclose()
         self._result = _parsed(self._builder.finish(cancelled=cancelled), self._output)
 
 
@@ -294,33 +324,41 @@ class PredictionStream:
 
 
 class LLM(ModelHandle[AsyncLLM]):
-    """A blocking handle on a loaded language model; same methods as `AsyncLLM`."""
+    """A blocking handle on a loaded language model; same methods as `AsyncLLM`.
+
+    Each method is generated from its `AsyncLLM` twin, so the two keep identical parameters
+    (names, order, defaults) by construction, and type checkers see them.
+    """
 
     __slots__ = ()
 
-    def act(
-        self,
-        chat: Chat | str,
-        tools: Iterable[ToolLike] | None = None,
-        **options: Unpack[ActKwargs],
-    ) -> ActResult:
-        """Run a ReAct loop (blocking); see `AsyncLLM.act`."""
-        return self._call(functools.partial(self._async.act, chat, tools, **options))
+    @classmethod
+    def standalone(cls, engine: BaseEngine, model_key: str | None = None) -> LLM:
+        """The blocking twin of `AsyncLLM.standalone`, on the shared default loop thread."""
+        return cls(AsyncLLM.standalone(engine, model_key), default_portal())
 
-    def respond(self, chat: Chat | str, **options: Unpack[RespondKwargs]) -> PredictionResult:
-        """One prediction for the chat, no tools (blocking)."""
-        return self._call(functools.partial(self._async.respond, chat, **options))
-
-    def complete(self, prompt: str, **options: Unpack[RespondKwargs]) -> PredictionResult:
-        """Continue raw text (blocking)."""
-        return self._call(functools.partial(self._async.complete, prompt, **options))
+    act = blocking(AsyncLLM.act)
+    respond = blocking(AsyncLLM.respond)
+    complete = blocking(AsyncLLM.complete)
 
     def respond_stream(
-        self, chat: Chat | str, **options: Unpack[RespondKwargs]
+        self,
+        chat: Chat | str,
+        *,
+        config: PredictionConfigInput = None,
+        response_format: ResponseFormat | None = None,
     ) -> PredictionStream:
         """Iterate the fragments of a respond(); `.cancel()` stops it from any thread."""
-        return PredictionStream(self._async.respond_stream(chat, **options), self._portal)
+        stream = self._async.respond_stream(chat, config=config, response_format=response_format)
+        return PredictionStream(stream, self._portal)
 
-    def complete_stream(self, prompt: str, **options: Unpack[RespondKwargs]) -> PredictionStream:
+    def complete_stream(
+        self,
+        prompt: str,
+        *,
+        config: PredictionConfigInput = None,
+        response_format: ResponseFormat | None = None,
+    ) -> PredictionStream:
         """Iterate the fragments of a complete()."""
-        return PredictionStream(self._async.complete_stream(prompt, **options), self._portal)
+        stream = self._async.complete_stream(prompt, config=config, response_format=response_format)
+        return PredictionStream(stream, self._portal)

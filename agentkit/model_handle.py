@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from agentkit.config import LoadConfig
 from agentkit.engines.base import Engine, ModelInfo, ModelInstanceInfo
 from agentkit.portal import Portal
 
-__all__ = ["AsyncEmbeddingModel", "AsyncModelHandle", "EmbeddingModel", "ModelHandle"]
+__all__ = ["AsyncEmbeddingModel", "AsyncModelHandle", "EmbeddingModel", "ModelHandle", "blocking"]
 
 T = TypeVar("T")
 A = TypeVar("A", bound="AsyncModelHandle")
@@ -43,6 +43,11 @@ class AsyncModelHandle:
     def info(self) -> ModelInstanceInfo:
         """The instance's key, identifier, load config and TTL."""
         return self._info
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the instance runs on."""
+        return self._engine
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.identifier!r})"
@@ -108,6 +113,11 @@ class ModelHandle(Generic[A]):
         return self._async.info
 
     @property
+    def engine(self) -> Engine:
+        """The engine the instance runs on."""
+        return self._async.engine
+
+    @property
     def async_handle(self) -> A:
         """The async handle behind this one (use it inside async code)."""
         return self._async
@@ -151,3 +161,27 @@ class EmbeddingModel(ModelHandle[AsyncEmbeddingModel]):
     def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """One vector per text (a single str gives a list with one vector)."""
         return self._call(functools.partial(self._async.embed, texts))
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def blocking(
+    method: Callable[Concatenate[Any, P], Awaitable[R]],
+) -> Callable[Concatenate[ModelHandle[Any], P], R]:
+    """The blocking twin of an async handle method, with the same parameters.
+
+    The twin runs the coroutine on the client's loop thread and waits for it; its signature,
+    name and docstring are the async method's, so a misspelled keyword is a TypeError and
+    type checkers and editors see every parameter.
+    """
+    name = method.__name__
+
+    def call(self: ModelHandle[Any], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        bound = getattr(self._async, name)
+        result: R = self._portal.call(functools.partial(bound, *args, **kwargs))
+        return result
+
+    functools.update_wrapper(call, method)
+    return call

@@ -21,21 +21,20 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
 import anyio
 
 from agentkit.chat import AssistantMessage, Chat, Message, ToolCall, UserMessage
-from agentkit.config import LoadConfig
 from agentkit.engines.base import (
+    BaseEngine,
     DownloadedModelInfo,
     FirstToken,
     MalformedToolCall,
     ModelInfo,
     ModelInstanceInfo,
-    ModelKind,
     PredictionDone,
     PredictionEvent,
     PredictionRequest,
@@ -43,10 +42,8 @@ from agentkit.engines.base import (
     TextDelta,
     ToolCallRequested,
 )
-from agentkit.engines.instances import InstanceTable
 from agentkit.errors import AgentkitError, ConfigurationError
 from agentkit.handles import LLM, AsyncLLM
-from agentkit.portal import default_portal
 from agentkit.results import Usage
 
 __all__ = [
@@ -59,6 +56,7 @@ __all__ = [
     "ScriptedEngine",
     "ScriptedModel",
     "ToolCall",
+    "scripted_engine",
 ]
 
 
@@ -96,64 +94,39 @@ SCRIPTED_CONTEXT = 1_000_000
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
 
 
-@dataclass(slots=True)
-class ScriptedEngine:
-    """An engine whose predictions come from a responder; records every request it gets."""
+class ScriptedEngine(BaseEngine):
+    """An engine whose predictions come from a responder; records every request it gets.
 
-    responder: Responder
-    model_key: str = "scripted-model"
-    delay: float = 0.0
-    requests: list[PredictionRequest] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    instances: InstanceTable = field(default_factory=InstanceTable)
-    _vocabulary: dict[str, int] = field(default_factory=dict)
-    _next_index: int = 0
-    _wants_request: bool = False
+    `requests` holds every prediction request in order and `usage` the tokens counted so far.
+    """
 
-    def __post_init__(self) -> None:
-        if not callable(self.responder):
-            if isinstance(self.responder, str | bytes) or not isinstance(self.responder, Sequence):
-                raise ConfigurationError("a responder is a list of replies or a callable")
-        else:
-            self._wants_request = _accepts_three_arguments(self.responder)
+    def __init__(
+        self, responder: Responder, *, model_key: str = "scripted-model", delay: float = 0.0
+    ) -> None:
+        super().__init__()
+        if not callable(responder) and (
+            isinstance(responder, str | bytes) or not isinstance(responder, Sequence)
+        ):
+            raise ConfigurationError("a responder is a list of replies or a callable")
+        self.responder = responder
+        self.default_model_key = model_key
+        self.delay = delay
+        self.requests: list[PredictionRequest] = []
+        self.usage = Usage()
+        self._vocabulary: dict[str, int] = {}
+        self._next_index = 0
+        self._wants_request = callable(responder) and _accepts_three_arguments(responder)
+
+    @property
+    def model_key(self) -> str:
+        """The key of the scripted model."""
+        assert self.default_model_key is not None
+        return self.default_model_key
 
     @property
     def provider_name(self) -> str:
         """gen_ai.provider.name for scripted predictions."""
         return "agentkit.testing"
-
-    async def get_or_load(
-        self,
-        model_key: str | None,
-        config: LoadConfig | None,
-        ttl: float | None,
-        kind: ModelKind = "llm",
-    ) -> ModelInstanceInfo:
-        """The instance of the key (default: this engine's model key), created on demand."""
-        return self.instances.get_or_add(model_key or self.model_key, config, ttl, kind)
-
-    async def load_new_instance(
-        self,
-        model_key: str,
-        identifier: str | None,
-        config: LoadConfig | None,
-        ttl: float | None,
-        kind: ModelKind = "llm",
-    ) -> ModelInstanceInfo:
-        """Another instance; identifiers must be unique."""
-        return self.instances.add(model_key, identifier, config, ttl, kind)
-
-    async def unload(self, identifier: str) -> None:
-        """Forget an instance."""
-        self.instances.remove(identifier)
-
-    async def list_loaded(self) -> list[ModelInstanceInfo]:
-        """The instances."""
-        return self.instances.all()
-
-    async def aclose(self) -> None:
-        """Forget every instance."""
-        self.instances.clear()
 
     async def list_downloaded(self) -> list[DownloadedModelInfo]:
         """The scripted model, as if it were a file."""
@@ -188,7 +161,7 @@ class ScriptedEngine:
 
     async def predict(
         self, identifier: str, request: PredictionRequest
-    ) -> AsyncIterator[PredictionEvent]:
+    ) -> AsyncGenerator[PredictionEvent, None]:
         """Stream the responder's reply as a real engine would."""
         self.instances.get(identifier)
         self.requests.append(request)
@@ -297,52 +270,29 @@ def _message_words(message: Message) -> int:
     return words
 
 
-class AsyncScriptedModel(AsyncLLM):
-    """An async model handle driven by a responder (see the module docstring)."""
+def AsyncScriptedModel(
+    responder: Responder, *, model_key: str = "scripted-model", delay: float = 0.0
+) -> AsyncLLM:
+    """An async model handle driven by a responder (see the module docstring).
 
-    __slots__ = ()
-
-    def __init__(
-        self, responder: Responder, *, model_key: str = "scripted-model", delay: float = 0.0
-    ) -> None:
-        engine = ScriptedEngine(responder, model_key=model_key, delay=delay)
-        super().__init__(engine, engine.instances.add(model_key, model_key, None, None, "llm"))
-
-    @property
-    def engine(self) -> ScriptedEngine:
-        """The engine, for its recorded `requests` and counted `usage`."""
-        assert isinstance(self._engine, ScriptedEngine)
-        return self._engine
-
-    @property
-    def requests(self) -> list[PredictionRequest]:
-        """Every prediction request so far, in order."""
-        return self.engine.requests
+    Its `engine` is the `ScriptedEngine`, with the recorded `requests` and counted `usage`.
+    """
+    return AsyncLLM.standalone(ScriptedEngine(responder, model_key=model_key, delay=delay))
 
 
-class ScriptedModel(LLM):
+def ScriptedModel(
+    responder: Responder, *, model_key: str = "scripted-model", delay: float = 0.0
+) -> LLM:
     """A blocking model handle driven by a responder (see the module docstring)."""
+    return LLM.standalone(ScriptedEngine(responder, model_key=model_key, delay=delay))
 
-    __slots__ = ()
 
-    def __init__(
-        self, responder: Responder, *, model_key: str = "scripted-model", delay: float = 0.0
-    ) -> None:
-        super().__init__(
-            AsyncScriptedModel(responder, model_key=model_key, delay=delay), default_portal()
-        )
-
-    @property
-    def engine(self) -> ScriptedEngine:
-        """The engine, for its recorded `requests` and counted `usage`."""
-        inner = self.async_handle
-        assert isinstance(inner, AsyncScriptedModel)
-        return inner.engine
-
-    @property
-    def requests(self) -> list[PredictionRequest]:
-        """Every prediction request so far, in order."""
-        return self.engine.requests
+def scripted_engine(model: LLM | AsyncLLM) -> ScriptedEngine:
+    """The `ScriptedEngine` behind a scripted model, typed (for `requests` and `usage`)."""
+    engine = model.engine
+    if not isinstance(engine, ScriptedEngine):
+        raise ConfigurationError(f"{model!r} does not run on a ScriptedEngine")
+    return engine
 
 
 def user_text(request: PredictionRequest) -> str:

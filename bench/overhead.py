@@ -219,7 +219,7 @@ def build_cases() -> list[Case]:
     def forget_requests() -> None:
         # Scripted models record every request; drop them so memory stays flat across batches.
         for model in (ak_hello, ak_tool, ak_hello_async, ak_tool_async):
-            model.requests.clear()
+            model.engine.requests.clear()
 
     # agentkit, blocking
     def ak_single() -> ActResult:

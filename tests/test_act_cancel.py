@@ -154,7 +154,7 @@ async def test_200_concurrent_runs_on_one_handle_do_not_cross_talk() -> None:
         final = results[session].final
         assert final is not None and final.text == f"{session} got record-of-{session}"
         assert len(chat) == 5 and chat[0].content == f"system {session[1:]}"
-    assert len(model.requests) == 400
+    assert len(model.engine.requests) == 400
 
 
 def test_concurrent_sync_runs_from_threads_share_one_handle() -> None:

@@ -47,7 +47,7 @@ def test_act_does_not_mutate_the_chat_passed_in() -> None:
 def test_a_str_prompt_becomes_a_user_message() -> None:
     model = ScriptedModel(["hi"])
     model.act("hello there")
-    request = model.requests[0]
+    request = model.engine.requests[0]
     assert [(m.role, m.content) for m in request.messages] == [("user", "hello there")]
 
 
@@ -56,7 +56,7 @@ def test_final_round_is_offered_no_tools_and_its_calls_are_refused() -> None:
     model = ScriptedModel([calls, calls, calls])
     result = model.act("loop forever", [multiply], max_prediction_rounds=3)
 
-    assert [len(r.tools) for r in model.requests] == [1, 1, 0]
+    assert [len(r.tools) for r in model.engine.requests] == [1, 1, 0]
     assert result.rounds == 3 and result.stop_reason == "max_rounds"
     last = result.round_records[-1].tool_calls[0]
     assert last.error == "final_round" and "no tools are available" in last.result
@@ -67,7 +67,7 @@ def test_final_round_is_offered_no_tools_and_its_calls_are_refused() -> None:
 def test_single_round_limit_runs_no_tools() -> None:
     model = ScriptedModel(["just text"])
     result = model.act("hi", [multiply], max_prediction_rounds=1)
-    assert model.requests[0].tools == ()
+    assert model.engine.requests[0].tools == ()
     assert result.final is not None and result.final.text == "just text"
 
 
@@ -82,7 +82,7 @@ def test_invalid_round_limits_are_rejected(bad: int) -> None:
 def test_loop_ends_after_a_round_without_tool_calls() -> None:
     model = ScriptedModel([[ToolCall("multiply", {"a": 2, "b": 2})], "4", "never used"])
     result = model.act("2*2", [multiply])
-    assert result.rounds == 2 and len(model.requests) == 2
+    assert result.rounds == 2 and len(model.engine.requests) == 2
 
 
 def test_result_records_usage_rounds_and_durations() -> None:
@@ -103,7 +103,7 @@ def test_result_records_usage_rounds_and_durations() -> None:
 def test_prediction_config_reaches_the_engine_and_is_validated() -> None:
     model = ScriptedModel(["ok", "ok"])
     model.act("hi", config={"temperature": 0.2, "maxTokens": 64})
-    config = model.requests[0].config
+    config = model.engine.requests[0].config
     assert config is not None and config.temperature == 0.2 and config.max_tokens == 64
     with pytest.raises(ak.ConfigurationError, match="temprature"):
         model.act("hi", config={"temprature": 0.2})
@@ -203,9 +203,9 @@ def test_structured_output_with_tools() -> None:
     )
     result = model.act("2*3 as JSON", [multiply], response_format=Product)
     assert result.parsed == Product(a=2, b=3, product=6)
-    spec = model.requests[0].response_format
+    spec = model.engine.requests[0].response_format
     assert spec is not None and spec.schema == Product.model_json_schema()
-    assert len(model.requests[0].tools) == 1
+    assert len(model.engine.requests[0].tools) == 1
 
 
 def test_structured_output_from_a_json_schema_dict() -> None:
@@ -218,7 +218,7 @@ def test_invalid_structured_answer_is_fed_back_then_retried() -> None:
     model = ScriptedModel(['{"a": 2}', '{"a": 2, "b": 3, "product": 6}'])
     result = model.act("2*3 as JSON", response_format=Product)
     assert result.parsed == Product(a=2, b=3, product=6)
-    feedback = model.requests[1].messages[-1]
+    feedback = model.engine.requests[1].messages[-1]
     assert feedback.role == "user" and "b: Field required" in feedback.content
     assert result.rounds == 2
 
@@ -238,7 +238,7 @@ def test_structured_output_retry_budget() -> None:
     model = ScriptedModel(lambda chat, i: "nope")
     with pytest.raises(ak.StructuredOutputError, match="4 attempt"):
         model.act("json", response_format=Product)
-    assert len(model.requests) == ak.tools.DEFAULT_RETRIES + 1
+    assert len(model.engine.requests) == ak.tools.DEFAULT_RETRIES + 1
 
 
 def test_invalid_response_format_is_a_configuration_error() -> None:

@@ -196,7 +196,7 @@ def test_invalid_requests_are_reported_to_the_model(
     assert result_message.tool_call_id == call.id
     assert result.round_records[0].tool_calls[0].error == error_type.kind
     # The model saw the message in the next round and the run went on.
-    assert model.requests[1].messages[-1] == result_message
+    assert model.engine.requests[1].messages[-1] == result_message
     assert result.final is not None and result.final.text == "done"
 
 
@@ -344,7 +344,7 @@ def test_duplicate_tool_names_are_rejected_before_any_prediction() -> None:
     model = ScriptedModel(["x"])
     with pytest.raises(ak.ToolDefinitionError, match="two tools are named 'add'"):
         model.act("go", [add, ak.tool(add)])
-    assert model.requests == []
+    assert model.engine.requests == []
 
 
 def test_tool_results_are_rendered_as_text() -> None:

@@ -94,7 +94,7 @@ def test_bad_replies_are_rejected() -> None:
 def test_requests_are_recorded() -> None:
     model = ScriptedModel(["a"])
     model.respond("hello", config={"temperature": 0})
-    [request] = model.requests
+    [request] = model.engine.requests
     assert request.config is not None and request.config.temperature == 0
     assert request.messages[0].content == "hello"
 

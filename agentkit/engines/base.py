@@ -270,7 +270,7 @@ class BaseEngine(abc.ABC):
         kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """The instance of the key (default: `default_model_key`), added on first use."""
-        return self.instances.get_or_add(self._key(model_key), config, ttl, kind)
+        return self.instances.get_or_add(self.resolve_key(model_key, kind), config, ttl, kind)
 
     async def load_new_instance(
         self,
@@ -281,7 +281,7 @@ class BaseEngine(abc.ABC):
         kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
         """Another instance of the model; identifiers are unique."""
-        return self.instances.add(model_key, identifier, config, ttl, kind)
+        return self.instances.add(self.resolve_key(model_key, kind), identifier, config, ttl, kind)
 
     async def unload(self, identifier: str) -> None:
         """Forget the instance (`ModelNotFoundError` if unknown)."""
@@ -319,7 +319,8 @@ class BaseEngine(abc.ABC):
         """The error for a capability this engine lacks."""
         return NotSupportedError(self.provider_name, capability)
 
-    def _key(self, model_key: str | None) -> str:
+    def resolve_key(self, model_key: str | None, kind: ModelKind = "llm") -> str:
+        """The model key a load names (None: the default); raise if the engine has no such model."""
         key = model_key or self.default_model_key
         if key is None:
             raise ConfigurationError(

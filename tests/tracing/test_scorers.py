@@ -215,7 +215,7 @@ def test_llm_judge_asks_for_a_json_verdict_and_scores_with_it() -> None:
     case = Case(input="What is 6 times 7?", expected=42)
     score = judge(case, text("It is 42."))
     assert score == Score("llm_judge", 0.9, True, "correct and concise")
-    request = model.requests[0]
+    request = model.engine.requests[0]
     assert request.response_format is not None
     assert request.response_format.schema == JUDGE_SCHEMA
     assert request.config.temperature == 0
@@ -244,7 +244,7 @@ async def test_llm_judge_on_an_async_model_is_a_coroutine_scorer() -> None:
         judge, Case(input=[{"role": "user", "content": "hi"}]), text("x")
     )
     assert score == Score("llm_judge", 1.0, True, "exact")
-    assert "Question:\nuser: hi" in model.requests[0].messages[-1].content
+    assert "Question:\nuser: hi" in model.engine.requests[0].messages[-1].content
 
 
 def test_scorer_from_spec(tmp_path: Path) -> None:

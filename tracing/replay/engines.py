@@ -53,7 +53,7 @@ import json
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ import anyio.lowlevel
 
 from agentkit.config import LoadConfig
 from agentkit.engines.base import (
+    BaseEngine,
     DownloadedModelInfo,
     Engine,
     ModelInfo,
@@ -70,11 +71,10 @@ from agentkit.engines.base import (
     PredictionDone,
     PredictionEvent,
     PredictionRequest,
+    WrapperEngine,
 )
-from agentkit.engines.instances import InstanceTable
 from agentkit.errors import EngineError, ModelNotFoundError
 from agentkit.handles import LLM, AsyncLLM
-from agentkit.portal import default_portal
 from agentkit.tracing.replay.format import (
     RecordingFormatError,
     as_floats,
@@ -116,11 +116,11 @@ class ReplayMissError(EngineError):
 # -- recording ------------------------------------------------------------------------------
 
 
-class RecordingEngine:
+class RecordingEngine(WrapperEngine):
     """An engine that appends every completed prediction of `inner` to a JSONL file."""
 
     def __init__(self, inner: Engine, path: str | os.PathLike[str]) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._path = Path(path)
         self._instances: dict[str, ModelInstanceInfo] = {}
         self._written_calls: set[str] = set()
@@ -129,17 +129,12 @@ class RecordingEngine:
     @property
     def inner(self) -> Engine:
         """The engine that runs the predictions."""
-        return self._inner
+        return self.wrapped
 
     @property
     def path(self) -> Path:
         """The recording file."""
         return self._path
-
-    @property
-    def provider_name(self) -> str:
-        """The wrapped engine's provider."""
-        return self._inner.provider_name
 
     async def get_or_load(
         self,
@@ -148,8 +143,8 @@ class RecordingEngine:
         ttl: float | None,
         kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
-        """Delegated."""
-        return self._track(await self._inner.get_or_load(model_key, config, ttl, kind))
+        """Delegated; the instance's model key is remembered for the records."""
+        return self._track(await super().get_or_load(model_key, config, ttl, kind))
 
     async def load_new_instance(
         self,
@@ -159,54 +154,50 @@ class RecordingEngine:
         ttl: float | None,
         kind: ModelKind = "llm",
     ) -> ModelInstanceInfo:
-        """Delegated."""
-        info = await self._inner.load_new_instance(model_key, identifier, config, ttl, kind)
+        """Delegated; the instance's model key is remembered for the records."""
+        info = await super().load_new_instance(model_key, identifier, config, ttl, kind)
         return self._track(info)
 
     async def unload(self, identifier: str) -> None:
         """Delegated."""
-        await self._inner.unload(identifier)
+        await super().unload(identifier)
         self._instances.pop(identifier, None)
 
     async def list_loaded(self) -> list[ModelInstanceInfo]:
         """Delegated."""
-        return [self._track(info) for info in await self._inner.list_loaded()]
-
-    async def list_downloaded(self) -> list[DownloadedModelInfo]:
-        """Delegated."""
-        return await self._inner.list_downloaded()
+        return [self._track(info) for info in await super().list_loaded()]
 
     async def get_info(self, identifier: str) -> ModelInfo:
         """Delegated and recorded."""
-        info = await self._inner.get_info(identifier)
+        info = await super().get_info(identifier)
         await self._record_call("get_info", identifier, {}, dataclasses.asdict(info))
         return info
 
     async def get_context_length(self, identifier: str) -> int:
         """Delegated and recorded."""
-        length = await self._inner.get_context_length(identifier)
+        length = await super().get_context_length(identifier)
         await self._record_call("get_context_length", identifier, {}, length)
         return length
 
     async def tokenize(self, identifier: str, text: str) -> list[int]:
         """Delegated and recorded."""
-        tokens = await self._inner.tokenize(identifier, text)
+        tokens = await super().tokenize(identifier, text)
         await self._record_call("tokenize", identifier, {"text": text}, tokens)
         return tokens
 
     async def embed(self, identifier: str, texts: Sequence[str]) -> list[list[float]]:
         """Delegated and recorded."""
-        vectors = await self._inner.embed(identifier, texts)
+        vectors = await super().embed(identifier, texts)
         await self._record_call("embed", identifier, {"texts": list(texts)}, vectors)
         return vectors
 
     async def predict(
         self, identifier: str, request: PredictionRequest
-    ) -> AsyncIterator[PredictionEvent]:
+    ) -> AsyncGenerator[PredictionEvent, None]:
         """The inner engine's events, recorded when its `PredictionDone` arrives."""
         model_key = await self._model_key(identifier)
         events: list[dict[str, Any]] = []
-        stream = self._inner.predict(identifier, request)
+        stream = self.wrapped.predict(identifier, request)
         try:
             async for event in stream:
                 events.append(event_to_dict(event))
@@ -220,13 +211,7 @@ class RecordingEngine:
                     self._append(record)
                 yield event
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    async def aclose(self) -> None:
-        """Close the inner engine (every record is on disk already)."""
-        await self._inner.aclose()
+            await stream.aclose()
 
     def _track(self, info: ModelInstanceInfo) -> ModelInstanceInfo:
         self._instances[info.identifier] = info
@@ -268,10 +253,11 @@ class _Recording:
     events: tuple[PredictionEvent, ...]
 
 
-class ReplayEngine:
+class ReplayEngine(BaseEngine):
     """An engine that serves the predictions of a recording file (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str], *, allow_repeats: bool = False) -> None:
+        super().__init__()
         self._path = Path(path)
         self._allow_repeats = allow_repeats
         self._lock = threading.Lock()
@@ -283,7 +269,6 @@ class ReplayEngine:
         self._context_lengths: dict[str, int] = {}
         self._infos: dict[str, ModelInfo] = {}
         self._models: dict[str, set[str]] = {}  # model key -> kinds of records
-        self._instances = InstanceTable()
         for line, value in read_lines(self._path):
             try:
                 self._add(line, value)
@@ -305,36 +290,6 @@ class ReplayEngine:
     def provider_name(self) -> str:
         """gen_ai.provider.name for replayed predictions."""
         return "agentkit.replay"
-
-    async def get_or_load(
-        self,
-        model_key: str | None,
-        config: LoadConfig | None,
-        ttl: float | None,
-        kind: ModelKind = "llm",
-    ) -> ModelInstanceInfo:
-        """An instance of a recorded model (None: the first model recorded for this kind)."""
-        return self._instance(model_key, config, ttl, kind)
-
-    async def load_new_instance(
-        self,
-        model_key: str,
-        identifier: str | None,
-        config: LoadConfig | None,
-        ttl: float | None,
-        kind: ModelKind = "llm",
-    ) -> ModelInstanceInfo:
-        """Another instance of a recorded model; identifiers must be unique."""
-        key = self._model_key(model_key, kind)
-        return self._instances.add(key, identifier, config, ttl, kind)
-
-    async def unload(self, identifier: str) -> None:
-        """Forget an instance."""
-        self._instances.remove(identifier)
-
-    async def list_loaded(self) -> list[ModelInstanceInfo]:
-        """The instances."""
-        return self._instances.all()
 
     async def list_downloaded(self) -> list[DownloadedModelInfo]:
         """The recorded models, as if they were files."""
@@ -381,17 +336,13 @@ class ReplayEngine:
 
     async def predict(
         self, identifier: str, request: PredictionRequest
-    ) -> AsyncIterator[PredictionEvent]:
+    ) -> AsyncGenerator[PredictionEvent, None]:
         """The recorded events of the matching recording; `ReplayMissError` if there is none."""
         model_key = self._info(identifier).model_key
         await anyio.lowlevel.checkpoint()
         recording = self._take(model_key, request)
         for event in recording.events:
             yield event
-
-    async def aclose(self) -> None:
-        """Forget every instance."""
-        self._instances.clear()
 
     # -- matching -----------------------------------------------------------------------------
 
@@ -435,7 +386,8 @@ class ReplayEngine:
 
     # -- instances ----------------------------------------------------------------------------
 
-    def _model_key(self, model_key: str | None, kind: ModelKind) -> str:
+    def resolve_key(self, model_key: str | None, kind: ModelKind = "llm") -> str:
+        """The recorded model a load names (None: the first recorded for this kind)."""
         if model_key is not None:
             if model_key not in self._models:
                 recorded = ", ".join(map(repr, self._models)) or "none"
@@ -453,13 +405,8 @@ class ReplayEngine:
             )
         return keys[0]
 
-    def _instance(
-        self, model_key: str | None, config: LoadConfig | None, ttl: float | None, kind: ModelKind
-    ) -> ModelInstanceInfo:
-        return self._instances.get_or_add(self._model_key(model_key, kind), config, ttl, kind)
-
     def _info(self, identifier: str) -> ModelInstanceInfo:
-        return self._instances.get(identifier)
+        return self.instances.get(identifier)
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -507,46 +454,15 @@ class ReplayEngine:
 # -- model handles --------------------------------------------------------------------------
 
 
-class AsyncReplayModel(AsyncLLM):
-    """An async model handle on a replay engine of its own."""
-
-    __slots__ = ()
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        model_key: str | None = None,
-        allow_repeats: bool = False,
-    ) -> None:
-        engine = ReplayEngine(path, allow_repeats=allow_repeats)
-        super().__init__(engine, engine._instance(model_key, None, None, "llm"))
-
-    @property
-    def engine(self) -> ReplayEngine:
-        """The replay engine (for `unserved`)."""
-        assert isinstance(self._engine, ReplayEngine)
-        return self._engine
+def AsyncReplayModel(
+    path: str | os.PathLike[str], *, model_key: str | None = None, allow_repeats: bool = False
+) -> AsyncLLM:
+    """An async model handle on a replay engine of its own (its `engine`, for `unserved`)."""
+    return AsyncLLM.standalone(ReplayEngine(path, allow_repeats=allow_repeats), model_key)
 
 
-class ReplayModel(LLM):
-    """A blocking model handle on a replay engine of its own."""
-
-    __slots__ = ()
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        model_key: str | None = None,
-        allow_repeats: bool = False,
-    ) -> None:
-        inner = AsyncReplayModel(path, model_key=model_key, allow_repeats=allow_repeats)
-        super().__init__(inner, default_portal())
-
-    @property
-    def engine(self) -> ReplayEngine:
-        """The replay engine (for `unserved`)."""
-        inner = self.async_handle
-        assert isinstance(inner, AsyncReplayModel)
-        return inner.engine
+def ReplayModel(
+    path: str | os.PathLike[str], *, model_key: str | None = None, allow_repeats: bool = False
+) -> LLM:
+    """A blocking model handle on a replay engine of its own (its `engine`, for `unserved`)."""
+    return LLM.standalone(ReplayEngine(path, allow_repeats=allow_repeats), model_key)
