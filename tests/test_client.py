@@ -75,7 +75,10 @@ def test_respond_and_complete() -> None:
     assert result.usage.completion_tokens == 2 and result.time_to_first_token_seconds is not None
     completion = model.complete("Once upon a time")
     assert completion.content == "continued text"
-    assert model.engine.requests[1].prompt == "Once upon a time" and model.engine.requests[1].messages == ()
+    assert (
+        model.engine.requests[1].prompt == "Once upon a time"
+        and model.engine.requests[1].messages == ()
+    )
 
 
 class City(BaseModel):

@@ -26,7 +26,7 @@ import queue
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -601,7 +601,7 @@ class LlamaCppEngine:
 
     async def predict(
         self, identifier: str, request: PredictionRequest
-    ) -> AsyncIterator[PredictionEvent]:
+    ) -> AsyncGenerator[PredictionEvent, None]:
         """One prediction, streamed from the instance's worker thread."""
         instance = self._instance(identifier)
         if instance.info.kind != "llm":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, cast
 
 import anyio
@@ -321,7 +321,7 @@ class LMStudioEngine:
 
     async def predict(
         self, identifier: str, request: PredictionRequest
-    ) -> AsyncIterator[PredictionEvent]:
+    ) -> AsyncGenerator[PredictionEvent, None]:
         """One SDK prediction; ends with exactly one `PredictionDone`."""
         client = await self._connect()
         endpoint = _endpoint(identifier, request)

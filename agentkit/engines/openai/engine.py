@@ -10,7 +10,7 @@ limiter bounds how many requests are in flight at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import anyio
@@ -172,7 +172,7 @@ class OpenAIEngine:
 
     async def predict(
         self, identifier: str, request: PredictionRequest
-    ) -> AsyncIterator[PredictionEvent]:
+    ) -> AsyncGenerator[PredictionEvent, None]:
         key = self._instances.get(identifier).model_key
         path = "/completions" if request.prompt is not None else "/chat/completions"
         # The consumer may pull each event from a different task (the sync client's portal
