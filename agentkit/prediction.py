@@ -135,11 +135,5 @@ async def run_prediction(
             elif isinstance(event, PromptProgress):
                 await fire(callbacks.on_prompt_processing_progress, event.fraction, round_index)
     finally:
-        await _close(stream)
+        await stream.aclose()
     return RoundPrediction(builder.finish(), builder.malformed)
-
-
-async def _close(stream: object) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -16,6 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import anyio.to_thread
 import pydantic_core
 
+from agentkit.callbacks import is_async_callable
 from agentkit.engines.base import ToolDefinition
 from agentkit.errors import ToolArgumentsError, ToolDefinitionError
 from agentkit.tools import json_schema
@@ -77,7 +78,7 @@ class Tool(Generic[P, R]):
         self.timeout = timeout
         self.retries = retries
         self.sequential = sequential
-        self.is_async = _is_async_callable(function)
+        self.is_async = is_async_callable(function)
         self._bind = bind
         self.definition = ToolDefinition(name, description, parameters)
 
@@ -121,14 +122,6 @@ class Tool(Generic[P, R]):
             retries=self.retries if retries is None else retries,
             sequential=self.sequential if sequential is None else sequential,
         )
-
-
-def _is_async_callable(function: Callable[..., Any]) -> bool:
-    while isinstance(function, functools.partial):
-        function = function.func
-    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        getattr(function, "__call__", None)  # noqa: B004 - async callable objects
-    )
 
 
 def tool_from_function(
