@@ -172,9 +172,15 @@ def _eval_command(options: argparse.Namespace) -> int:
     return 0
 
 
-def _add_eval_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
+    """The `agentkit` parser: a sub-parser per command, each filled in by its own function."""
+    parser = argparse.ArgumentParser(prog="agentkit", description="agentkit command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the calculator agent on a scripted model")
+    demo.add_argument("question", nargs="?", default="What is 12345 times 54321?")
+    run = commands.add_parser("run", help="run the calculator agent on a model")
+    _run_arguments(run)
+    commands.add_parser("install-engine", help="build and install llama-cpp-python for this CPU")
     evaluate = commands.add_parser(
         "eval",
         help="evaluate an agent on a JSONL dataset, or compare two reports",
@@ -182,6 +188,33 @@ def _add_eval_parser(
         '{"input": ..., "expected": ...} object a line), score the runs and print a table; '
         "or compare two JSON reports (exit code 1 when a case regressed).",
     )
+    _eval_arguments(evaluate)
+    for traced in (run, demo, evaluate):
+        _add_tracing_options(traced)
+    return parser
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("question")
+    run.add_argument(
+        "--model", default=None, help="model key or GGUF path (default model if omitted)"
+    )
+    run.add_argument("--url", default=None, help="lmstudio://host:port or http://host:port/v1")
+    run.add_argument(
+        "--tool-choice",
+        choices=["auto", "required"],
+        default="required",
+        help="required (default): the first rounds must call a tool, which a small base "
+        "model needs; the last round answers",
+    )
+    run.add_argument("--max-rounds", type=int, default=2, help="prediction rounds (default 2)")
+    run.add_argument("--max-tokens", type=int, default=64, help="tokens per round (default 64)")
+
+
+def _eval_arguments(evaluate: argparse.ArgumentParser) -> None:
+    from agentkit.tracing.evaluation.scorers import SCORER_SPECS
+
+    spellings = "; ".join(f"{spec.usage} ({spec.help})" for spec in SCORER_SPECS)
     evaluate.add_argument("dataset", nargs="?", help="the JSONL dataset")
     evaluate.add_argument(
         "--agent",
@@ -193,8 +226,7 @@ def _add_eval_parser(
         "--scorer",
         action="append",
         metavar="SPEC",
-        help="exact, contains (the expected answer), contains:TEXT, regex:PATTERN, "
-        "json_schema:FILE, tool_called:NAME or max_rounds:N; repeat for more (default: contains)",
+        help=f"{spellings}; repeat for more (default: contains)",
     )
     evaluate.add_argument("--concurrency", type=int, default=4, help="runs at once (default 4)")
     evaluate.add_argument("--repeats", type=int, default=1, help="runs per case (default 1)")
@@ -213,34 +245,11 @@ def _add_eval_parser(
         metavar=("A.json", "B.json"),
         help="print regressions and improvements from report A to report B instead",
     )
-    return evaluate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agentkit` command."""
-    parser = argparse.ArgumentParser(prog="agentkit", description="agentkit command line")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the calculator agent on a scripted model")
-    demo.add_argument("question", nargs="?", default="What is 12345 times 54321?")
-    run = commands.add_parser("run", help="run the calculator agent on a model")
-    run.add_argument("question")
-    run.add_argument(
-        "--model", default=None, help="model key or GGUF path (default model if omitted)"
-    )
-    run.add_argument("--url", default=None, help="lmstudio://host:port or http://host:port/v1")
-    run.add_argument(
-        "--tool-choice",
-        choices=["auto", "required"],
-        default="required",
-        help="required (default): the first rounds must call a tool, which a small base "
-        "model needs; the last round answers",
-    )
-    run.add_argument("--max-rounds", type=int, default=2, help="prediction rounds (default 2)")
-    run.add_argument("--max-tokens", type=int, default=64, help="tokens per round (default 64)")
-    commands.add_parser("install-engine", help="build and install llama-cpp-python for this CPU")
-    evaluate = _add_eval_parser(commands)
-    for traced in (run, demo, evaluate):
-        _add_tracing_options(traced)
+    parser = _parser()
     options = parser.parse_args(argv)
     if options.command == "eval" and (options.dataset is None) == (options.compare is None):
         parser.error("eval takes a DATASET or --compare A.json B.json")

@@ -1,8 +1,8 @@
 """Progress of long work (model assembly, evaluation runs) on stderr, drawn by rich.
 
 One place for it, so every bar in agentkit looks and behaves the same: redrawn in place on a
-terminal; on pipes and logs a line when the work starts and one when it ends, never a line
-per update.
+terminal; on pipes and logs a line when the work starts and one when it ends (with the last
+`note`, e.g. the failures counted), never a line per update.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class ProgressReporter:
     def __init__(self, bar: Progress | None, task: TaskID | None) -> None:
         self._bar = bar
         self._task = task
+        self.last_note = ""
+        """The latest `note`; on pipes and logs it ends the closing line."""
 
     def advance(self, amount: float = 1) -> None:
         """Count `amount` more units of work as done."""
@@ -41,6 +43,7 @@ class ProgressReporter:
 
     def note(self, text: str) -> None:
         """Show `text` beside the bar (counts of failures, the current item...)."""
+        self.last_note = text
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, note=text)
 
@@ -92,8 +95,11 @@ def _logged(label: str, out: TextIO) -> Iterator[ProgressReporter]:
     print(f"{label}...", file=out, flush=True)
     started = time.monotonic()
     outcome = "failed"
+    reporter = ProgressReporter(None, None)
     try:
-        yield ProgressReporter(None, None)
+        yield reporter
         outcome = "done"
     finally:
-        print(f"{label}: {outcome} in {time.monotonic() - started:.1f} s", file=out, flush=True)
+        note = f"; {reporter.last_note}" if reporter.last_note else ""
+        elapsed = time.monotonic() - started
+        print(f"{label}: {outcome} in {elapsed:.1f} s{note}", file=out, flush=True)

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ValidationError
 
+from agentkit import untrusted
 from agentkit.engines.base import ResponseFormatSpec
 from agentkit.errors import ConfigurationError, describe_validation_errors
 from agentkit.tools import json_schema
 
-__all__ = ["OutputFormat", "OutputInvalid", "ResponseFormat"]
+__all__ = ["OutputFormat", "OutputInvalid", "ResponseFormat", "strip_code_fence"]
 
 ResponseFormat: TypeAlias = type[BaseModel] | Mapping[str, Any]
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
+
+
+def strip_code_fence(text: str) -> str:
+    """The body of a text that is one Markdown code block (```json or bare ```), else the text.
+
+    Models often wrap a JSON answer in a fence although they were asked for bare JSON.
+    """
+    fenced = _FENCE.match(text)
+    return fenced.group(1) if fenced else text
 
 
 class OutputInvalid(Exception):
@@ -56,15 +65,18 @@ class OutputFormat:
             )
 
     def parse(self, text: str) -> Any:
-        """The validated answer: a model instance, or the decoded JSON for a schema dict."""
-        fenced = _FENCE.match(text)
-        body = fenced.group(1) if fenced else text
+        """The validated answer: a model instance, or the decoded JSON for a schema dict.
+
+        The text is model output, read within `agentkit.untrusted`'s limits: nesting too deep,
+        integers too long, numbers beyond a float and NaN/Infinity raise `OutputInvalid` (so
+        the model is asked again), like any other answer that does not parse or validate;
+        lone surrogates become U+FFFD.
+        """
+        body = untrusted.clean_text(strip_code_fence(text))
         try:
-            value = json.loads(body)
-        except json.JSONDecodeError as error:
-            raise OutputInvalid(
-                [f"the answer is not valid JSON ({error.msg} at {error.pos})"]
-            ) from error
+            value = untrusted.loads(body, what="the answer")
+        except untrusted.UntrustedDataError as error:
+            raise OutputInvalid([untrusted.clip(str(error))]) from None
         if self._model is not None:
             try:
                 return self._model.model_validate(value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import io
 import json
 import subprocess
 import sys
@@ -274,6 +277,26 @@ async def test_the_blocking_evaluate_refuses_to_run_inside_an_event_loop() -> No
     assert report.results[0].output == "q"
 
 
+def test_the_blocking_evaluate_takes_the_arguments_of_evaluate_async() -> None:
+    assert inspect.signature(evaluate) == inspect.signature(evaluate_async)
+    assert evaluate.__name__ == "evaluate" and "evaluate_async" in (evaluate.__doc__ or "")
+    report = evaluate(["a", "b"], lambda q: q, [contains("a")], repeats=2, name="kw")
+    assert (report.name, report.repeats, len(report.results)) == ("kw", 2, 4)
+
+
+def test_async_scorers_behind_a_partial_run_on_the_event_loop() -> None:
+    """`agentkit.callbacks.is_async_callable` sees through partials: the scorer is awaited on
+    the loop, not called in the worker thread where it could not wait."""
+
+    async def at_least(case: Case, outcome: Outcome, *, length: int) -> bool:
+        await anyio.lowlevel.checkpoint()  # needs the event loop
+        return len(outcome.output) >= length
+
+    report = evaluate(["ab", "a"], lambda q: q, [functools.partial(at_least, length=2)])
+    assert [r.passed for r in report.results] == [True, False]
+    assert all("scorer error" not in s.detail for r in report.results for s in r.scores)
+
+
 @pytest.mark.anyio
 async def test_concurrency_bounds_async_agents() -> None:
     running = peak = 0
@@ -435,8 +458,35 @@ def test_no_trace_ids_without_an_sdk() -> None:
 def test_progress_on_stderr_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
     evaluate(["a", "b", "c", "d"], lambda q: q, [contains("a")], progress=True)
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 4  # not a terminal: a line per 10% step, one per run here
-    assert err[-1].startswith("eval [########################] 4/4  failed 3  errors 0")
+    assert len(err) == 2  # not a terminal: a line at the start and one at the end, not per run
+    assert err[0] == "eval..."
+    assert err[1].startswith("eval: done in ") and err[1].endswith("; failed 3, errors 0")
+
+
+def test_progress_names_the_evaluation_and_counts_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def agent(question: str) -> str:
+        if question == "b":
+            raise ValueError("no")
+        return question
+
+    evaluate(["a", "b", "c"], agent, [contains("a")], name="letters", progress=True)
+    assert capsys.readouterr().err.splitlines()[-1].endswith("; failed 1, errors 1")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_a_bar_by_default_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    evaluate(["a", "b", "c", "d"], lambda q: q, [contains("a")], name="letters")
+    drawn = terminal.getvalue()
+    assert "eval letters" in drawn and "4/4" in drawn and "failed 3, errors 0" in drawn
+    assert "eval letters..." not in drawn  # the bar, not the start/end lines of a log
 
 
 def test_no_progress_by_default_when_stderr_is_not_a_terminal(

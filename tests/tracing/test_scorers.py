@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 from pydantic import BaseModel
 
@@ -17,6 +19,7 @@ from agentkit.tools import calculator
 from agentkit.tracing.evaluation.evaluate import Case, Outcome
 from agentkit.tracing.evaluation.scorers import (
     JUDGE_SCHEMA,
+    SCORER_SPECS,
     Score,
     contains,
     custom,
@@ -111,7 +114,15 @@ def test_json_schema_valid_on_the_final_text() -> None:
     wrong = scorer(case, text('{"city": "Paris", "population": "many"}'))
     assert not wrong.passed and wrong.detail == "$.population: expected integer, got string"
     not_json = scorer(case, text("Paris, about two million"))
-    assert not not_json.passed and not_json.detail.startswith("the answer is not JSON")
+    assert not not_json.passed and not_json.detail.startswith("the answer: not valid JSON")
+
+
+def test_json_schema_valid_reads_the_text_within_the_untrusted_limits() -> None:
+    scorer = json_schema_valid({"type": "array"})
+    deep = scorer(Case(input="q"), text("[" * 5000 + "]" * 5000))
+    assert not deep.passed and "nested deeper than 100 levels" in deep.detail
+    huge = scorer(Case(input="q"), text("[1e400]"))
+    assert not huge.passed and "does not fit a float" in huge.detail
 
 
 class City(BaseModel):
@@ -197,11 +208,57 @@ def test_a_scorer_returning_something_else_fails() -> None:
     score = safe_score(lambda c, o: "yes", Case(input="q"), text("4"))  # type: ignore[arg-type,return-value]
     assert not score.passed and "returned str" in score.detail
 
-    async def coroutine_scorer(case: Case, outcome: Outcome) -> Score:
-        return Score("x", 1.0, True)
 
-    awaited = safe_score(coroutine_scorer, Case(input="q"), text("4"))
-    assert not awaited.passed and "async def" in awaited.detail
+def test_safe_score_runs_an_async_scorer_that_never_waits_on_a_loop() -> None:
+    async def coroutine_scorer(case: Case, outcome: Outcome) -> bool:
+        return outcome.output == "4"
+
+    assert safe_score(coroutine_scorer, Case(input="q"), text("4")) == Score(
+        "coroutine_scorer", 1.0, True
+    )
+
+
+def test_safe_score_stops_an_async_scorer_that_waits_on_a_loop() -> None:
+    finished = []
+
+    async def waits(case: Case, outcome: Outcome) -> bool:
+        try:
+            await _Suspend()
+        finally:
+            finished.append("closed")  # the coroutine is closed, not left pending
+        return True
+
+    score = safe_score(waits, Case(input="q"), text("4"))
+    assert score.name == "waits" and not score.passed
+    assert "waited outside an event loop" in score.detail and finished == ["closed"]
+
+
+class _Suspend:
+    """An awaitable that suspends once, as waiting on an event loop does."""
+
+    def __await__(self) -> Any:
+        yield None
+
+
+@pytest.mark.anyio
+async def test_safe_score_async_awaits_and_reports_what_the_scorer_raises() -> None:
+    async def broken(case: Case, outcome: Outcome) -> Score:
+        await anyio.lowlevel.checkpoint()
+        raise RuntimeError("judge offline")
+
+    async def slow_pass(case: Case, outcome: Outcome) -> float:
+        await anyio.lowlevel.checkpoint()
+        return 0.75
+
+    case, outcome = Case(input="q"), text("4")
+    assert await safe_score_async(broken, case, outcome) == Score(
+        "broken", 0.0, False, "scorer error: RuntimeError: judge offline"
+    )
+    assert await safe_score_async(slow_pass, case, outcome) == Score("slow_pass", 0.75, True)
+    # sync scorers take the same path
+    assert await safe_score_async(contains("4"), case, outcome) == safe_score(
+        contains("4"), case, outcome
+    )
 
 
 def judge_model(verdict: dict[str, Any] | str) -> ScriptedModel:
@@ -252,15 +309,49 @@ def test_scorer_from_spec(tmp_path: Path) -> None:
     assert scorer_from_spec("exact")(case, text("42")).passed
     assert scorer_from_spec("contains")(case, text("it is 42")).passed
     assert scorer_from_spec("contains:it is")(case, text("it is 42")).passed
+    assert not scorer_from_spec("contains:it is")(case, text("42")).passed
     assert scorer_from_spec(r"regex:^\d+$")(case, text("42")).passed
     assert scorer_from_spec("tool_called:calculator").name == "tool_called:calculator"
     assert scorer_from_spec("max_rounds:3").name == "max_rounds:3"
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps({"type": "integer"}))
     assert scorer_from_spec(f"json_schema:{schema}")(case, text("42")).passed
+    assert not scorer_from_spec(f"json_schema:{schema}")(case, text('"42"')).passed
     for bad in ("nope", "regex", "max_rounds:x", "exact:1", f"json_schema:{tmp_path / 'no'}"):
         with pytest.raises(ConfigurationError):
             scorer_from_spec(bad)
+
+
+def test_scorer_from_spec_names_the_spec_when_its_argument_is_bad(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"scorer 'regex:\(': .*missing \)"):
+        scorer_from_spec("regex:(")
+    with pytest.raises(ConfigurationError, match="scorer 'max_rounds:x': N must be a whole"):
+        scorer_from_spec("max_rounds:x")
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(ConfigurationError, match="holds no JSON Schema object"):
+        scorer_from_spec(f"json_schema:{listed}")
+    bad_schema = tmp_path / "bad.json"
+    bad_schema.write_text('{"type": "int"}')
+    with pytest.raises(ConfigurationError, match="not a JSON type"):
+        scorer_from_spec(f"json_schema:{bad_schema}")
+
+
+def test_every_registered_spelling_builds_and_the_error_lists_them_all(tmp_path: Path) -> None:
+    schema = tmp_path / "s.json"
+    schema.write_text("{}")
+    arguments = {"TEXT": "x", "PATTERN": "x+", "FILE": str(schema), "NAME": "calc", "N": "2"}
+    usages = []
+    for spec in SCORER_SPECS:
+        spelled = spec.name if spec.argument is None else f"{spec.name}:{arguments[spec.argument]}"
+        assert callable(scorer_from_spec(spelled)) and spec.help
+        usages.append(spec.usage)
+    assert usages[:3] == ["exact", "contains", "contains:TEXT"]
+    with pytest.raises(ConfigurationError) as caught:
+        scorer_from_spec("fuzzy")
+    message = str(caught.value)
+    assert message.startswith("unknown scorer 'fuzzy'; use exact, contains, contains:TEXT, ")
+    assert message.endswith(" or max_rounds:N") and all(u in message for u in usages)
 
 
 def test_every_scorer_works_on_a_real_act_result() -> None:

@@ -22,15 +22,13 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import math
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO, TypeAlias
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -40,8 +38,10 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agentkit.callbacks import is_async_callable
 from agentkit.chat import Chat
 from agentkit.errors import ActError, AgentkitError, ConfigurationError, describe_validation_errors
+from agentkit.progress import progress as progress_bar
 from agentkit.results import ActResult, PredictionResult, ToolCallRecord, Usage
 from agentkit.tracing.evaluation.report import CaseResult, EvalReport
 from agentkit.tracing.evaluation.scorers import (
@@ -66,6 +66,9 @@ __all__ = [
 ]
 
 TRACER_NAME = "agentkit.evaluate"
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class DatasetError(AgentkitError, ValueError):
@@ -204,7 +207,7 @@ Agent: TypeAlias = Callable[[Any], AgentOutput | Awaitable[AgentOutput]]
 sync (run in a worker thread) or async."""
 
 
-def evaluate(
+async def evaluate_async(
     cases: Iterable[CaseLike] | str | os.PathLike[str],
     agent: Agent,
     scorers: Sequence[Scorer] = (),
@@ -226,45 +229,12 @@ def evaluate(
         concurrency: at most this many runs at once.
         repeats: runs per case.
         name: the report's name (default "eval").
-        progress: a progress bar on stderr; None (default) shows it when stderr is a terminal.
+        progress: a progress bar on stderr (`agentkit.progress`) with the failed and errored
+            runs so far; None (default) shows it when stderr is a terminal.
         tracer_provider: where the `eval_case` spans go (default: the global provider).
 
-    Blocking; from async code use `evaluate_async`.
+    `evaluate` is the blocking form, with the same arguments.
     """
-    try:
-        anyio.get_current_task()
-    except RuntimeError:  # not in an event loop: as it should be
-        pass
-    else:
-        raise ConfigurationError(
-            "evaluate() blocks and cannot run inside an event loop; use await evaluate_async()"
-        )
-    run = functools.partial(
-        evaluate_async,
-        cases,
-        agent,
-        scorers,
-        concurrency=concurrency,
-        repeats=repeats,
-        name=name,
-        progress=progress,
-        tracer_provider=tracer_provider,
-    )
-    return anyio.run(run)
-
-
-async def evaluate_async(
-    cases: Iterable[CaseLike] | str | os.PathLike[str],
-    agent: Agent,
-    scorers: Sequence[Scorer] = (),
-    *,
-    concurrency: int = 4,
-    repeats: int = 1,
-    name: str | None = None,
-    progress: bool | None = None,
-    tracer_provider: trace.TracerProvider | None = None,
-) -> EvalReport:
-    """The async `evaluate` (same arguments)."""
     if concurrency < 1 or repeats < 1:
         raise ConfigurationError(
             f"concurrency and repeats must be at least 1, got {concurrency} and {repeats}"
@@ -284,23 +254,26 @@ async def evaluate_async(
         anyio.CapacityLimiter(concurrency),
     )
     results: list[CaseResult | None] = [None] * (len(dataset) * repeats)
-    bar = _Progress(len(results), progress)
+    failed = errors = 0
     created = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
+    label = "eval" if name is None else f"eval {name}"
+    with progress_bar(label, len(results), enabled=progress, unit="runs") as bar:
 
-    async def run_one(slot: int, case: Case, repeat: int) -> None:
-        async with runner.limiter:
-            result = await runner.run(case, repeat)
-        results[slot] = result
-        bar.advance(result)
+        async def run_one(slot: int, case: Case, repeat: int) -> None:
+            nonlocal failed, errors
+            async with runner.limiter:
+                result = await runner.run(case, repeat)
+            results[slot] = result
+            errors += result.error is not None
+            failed += result.error is None and not result.passed
+            bar.advance()
+            bar.note(f"failed {failed}, errors {errors}")
 
-    try:
         async with anyio.create_task_group() as group:
             for index, case in enumerate(dataset):
                 for repeat in range(repeats):
                     group.start_soon(run_one, index * repeats + repeat, case, repeat)
-    finally:
-        bar.close()
     return EvalReport(
         name=runner.name,
         created_at=created,
@@ -310,6 +283,33 @@ async def evaluate_async(
         scorers=names,
         results=[result for result in results if result is not None],
     )
+
+
+def _blocking(function: Callable[P, Awaitable[R]], name: str) -> Callable[P, R]:
+    """`function` as a blocking call (`anyio.run`), refused inside an event loop."""
+
+    @functools.wraps(function)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            anyio.get_current_task()
+        except RuntimeError:  # not in an event loop: as it should be
+            pass
+        else:
+            raise ConfigurationError(
+                f"{name}() blocks and cannot run inside an event loop; "
+                f"use await {function.__name__}()"
+            )
+        return anyio.run(functools.partial(function, *args, **kwargs))
+
+    blocking.__name__ = blocking.__qualname__ = name
+    blocking.__doc__ = (
+        f"The blocking `{function.__name__}` (same arguments; see there).\n\n"
+        f"From async code use `await {function.__name__}(...)`."
+    )
+    return blocking
+
+
+evaluate = _blocking(evaluate_async, "evaluate")
 
 
 class _Runner:
@@ -329,8 +329,8 @@ class _Runner:
         self.tracer = tracer
         self.limiter = limiter
         self.wants_case = _wants_case(agent)
-        self.agent_is_async = _is_async_callable(agent)
-        self.async_scorers = [_is_async_callable(scorer) for scorer in scorers]
+        self.agent_is_async = is_async_callable(agent)
+        self.async_scorers = [is_async_callable(scorer) for scorer in scorers]
 
     async def run(self, case: Case, repeat: int) -> CaseResult:
         assert case.id is not None
@@ -380,9 +380,10 @@ class _Runner:
     async def call_agent(self, case: Case) -> object:
         argument: object = case if self.wants_case else case.input
         if self.agent_is_async:
-            return await self.agent(argument)  # type: ignore[misc]
-        value: object = await anyio.to_thread.run_sync(self.agent, argument)
-        if inspect.isawaitable(value):  # a sync function that hands back a coroutine
+            value: object = self.agent(argument)
+        else:
+            value = await anyio.to_thread.run_sync(self.agent, argument)
+        if inspect.isawaitable(value):  # an async agent, or a sync one handing back a coroutine
             value = await value
         return value
 
@@ -457,11 +458,6 @@ def _wants_case(agent: Callable[..., object]) -> bool:
     return first.name == "case"
 
 
-def _is_async_callable(function: object) -> bool:
-    call = getattr(type(function), "__call__", None)  # noqa: B004  (the method, not callable())
-    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(call)
-
-
 def _trace_id(span: Span) -> str:
     context = span.get_span_context()
     return trace.format_trace_id(context.trace_id) if context.is_valid else ""
@@ -470,49 +466,3 @@ def _trace_id(span: Span) -> str:
 def _jsonable(value: Any) -> Any:
     """The value as JSON data (anything JSON cannot hold becomes its str())."""
     return json.loads(json.dumps(value, default=str))
-
-
-class _Progress:
-    """A one-line progress bar on stderr: redrawn in place on a terminal, else a line per 10%."""
-
-    WIDTH = 24
-
-    def __init__(self, total: int, enabled: bool | None, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        isatty = getattr(self.stream, "isatty", None)
-        self.live = bool(isatty and isatty())
-        self.enabled = self.live if enabled is None else enabled
-        self.total = total
-        self.done = self.failed = self.errors = 0
-        self.started = time.perf_counter()
-        self.last_step = 0
-
-    def advance(self, result: CaseResult) -> None:
-        self.done += 1
-        self.errors += result.error is not None
-        self.failed += result.error is None and not result.passed
-        if not self.enabled:
-            return
-        if self.live:
-            self.stream.write("\r" + self.line())
-            self.stream.flush()
-            return
-        step = math.floor(10 * self.done / self.total)
-        if step > self.last_step:
-            self.last_step = step
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
-
-    def line(self) -> str:
-        filled = self.WIDTH * self.done // max(self.total, 1)
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        elapsed = time.perf_counter() - self.started
-        return (
-            f"eval [{bar}] {self.done}/{self.total}  failed {self.failed}  "
-            f"errors {self.errors}  {elapsed:.1f}s"
-        )
-
-    def close(self) -> None:
-        if self.enabled and self.live and self.done:
-            self.stream.write("\n")
-            self.stream.flush()

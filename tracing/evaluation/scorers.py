@@ -13,6 +13,7 @@ within one evaluation; each factory takes `name=` to tell two of a kind apart.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import re
@@ -23,21 +24,25 @@ from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 from pydantic import BaseModel
 
+from agentkit import untrusted
 from agentkit.chat import Chat
 from agentkit.config import PredictionConfigInput
 from agentkit.errors import ConfigurationError
 from agentkit.handles import LLM, AsyncLLM
 from agentkit.results import PredictionResult
+from agentkit.structured import OutputFormat, OutputInvalid
 from agentkit.tools import json_schema
 
 if TYPE_CHECKING:
     from agentkit.tracing.evaluation.evaluate import Case, Outcome
 
 __all__ = [
+    "SCORER_SPECS",
     "AsyncNamedScorer",
     "NamedScorer",
     "Score",
     "Scorer",
+    "ScorerSpec",
     "contains",
     "custom",
     "exact",
@@ -50,6 +55,7 @@ __all__ = [
     "safe_score_async",
     "scorer_from_spec",
     "scorer_name",
+    "scorer_spellings",
     "tool_called",
 ]
 
@@ -118,18 +124,26 @@ def scorer_name(scorer: object) -> str:
 
 
 def safe_score(scorer: Scorer, case: Case, outcome: Outcome) -> Score:
-    """Run a sync scorer; an exception or a wrong return value gives a failed `Score`."""
-    name = scorer_name(scorer)
+    """`safe_score_async` without an event loop, for sync scorers (in a worker thread).
+
+    An async scorer runs too as long as it never waits on the event loop; one that does is
+    stopped and gives a failed `Score` saying so.
+    """
+    running = safe_score_async(scorer, case, outcome)
     try:
-        value = scorer(case, outcome)
-    except Exception as error:
-        return _error_score(name, error)
-    if inspect.isawaitable(value):
-        close = getattr(value, "close", None)
-        if close is not None:
-            close()  # a coroutine never awaited would warn
-        return Score(name, 0.0, False, "the scorer returned an awaitable; define it with async def")
-    return _as_score(name, value)
+        running.send(None)
+    except StopIteration as done:
+        score: Score = done.value
+        return score
+    with contextlib.suppress(RuntimeError):  # a coroutine that ignores GeneratorExit
+        running.close()  # it waited on an event loop there is none of
+    return Score(
+        scorer_name(scorer),
+        0.0,
+        False,
+        "scorer error: an async scorer waited outside an event loop; run it with "
+        "safe_score_async (evaluate() does for scorers defined with async def)",
+    )
 
 
 async def safe_score_async(scorer: Scorer, case: Case, outcome: Outcome) -> Score:
@@ -234,28 +248,25 @@ def regex(pattern: str | re.Pattern[str], *, flags: int = 0, name: str = "regex"
     return NamedScorer(name, check)
 
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
-
-
 def json_schema_valid(schema: Mapping[str, Any], *, name: str = "json_schema") -> NamedScorer:
     """The answer is valid against the JSON Schema: the parsed answer when the run had a
-    `response_format`, else the final text decoded as JSON (a ```json fence is allowed)."""
+    `response_format`, else the final text parsed as act() parses a structured answer (a
+    ```json fence is allowed; JSON beyond `agentkit.untrusted`'s limits fails)."""
     try:
-        json_schema.check_schema(schema)
-    except json_schema.SchemaError as error:
-        raise ConfigurationError(f"json_schema_valid: the schema is not valid: {error}") from None
+        answer_format = OutputFormat(schema)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"json_schema_valid: {error}") from None
 
     def check(case: Case, outcome: Outcome) -> Score:
         value = outcome.parsed
+        if value is None:
+            try:
+                answer_format.parse(outcome.output)
+            except OutputInvalid as invalid:
+                return _verdict(name, False, "; ".join(invalid.problems[:3]))
+            return _verdict(name, True, "valid")
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json")
-        elif value is None:
-            fenced = _FENCE.match(outcome.output)
-            text = fenced.group(1) if fenced else outcome.output
-            try:
-                value = json.loads(text)
-            except ValueError as error:
-                return _verdict(name, False, f"the answer is not JSON: {error}")
         problems = json_schema.validate(value, schema)
         if problems:
             return _verdict(name, False, "; ".join(problems[:3]))
@@ -418,30 +429,73 @@ def _judge_chat(prompt: str) -> Chat:
     return chat
 
 
-def scorer_from_spec(spec: str) -> NamedScorer:
-    """A scorer from its command-line spelling.
+# -- command-line spellings --------------------------------------------------------------------
 
-    `exact`, `contains` (the expected answer), `contains:TEXT`, `regex:PATTERN`,
-    `json_schema:FILE.json`, `tool_called:NAME`, `max_rounds:N`.
+
+@dataclass(frozen=True, slots=True)
+class ScorerSpec:
+    """One command-line spelling of a scorer: `name`, or `name:ARGUMENT` with `argument` set
+    to the argument's metavar; `build` makes the scorer from the argument ("" when bare)."""
+
+    name: str
+    argument: str | None
+    help: str
+    build: Callable[[str], NamedScorer]
+
+    @property
+    def usage(self) -> str:
+        """How it is spelled: `contains` or `contains:TEXT`."""
+        return self.name if self.argument is None else f"{self.name}:{self.argument}"
+
+
+def _schema_file_scorer(path: str) -> NamedScorer:
+    try:
+        schema = untrusted.loads(Path(path).read_text(encoding="utf-8"), what=path)
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot read the schema: {error}") from None
+    if not isinstance(schema, dict):
+        raise ConfigurationError(f"{path} holds no JSON Schema object")
+    return json_schema_valid(schema)
+
+
+def _max_rounds_scorer(limit: str) -> NamedScorer:
+    if not limit.isdigit():
+        raise ConfigurationError(f"N must be a whole number, got {limit!r}")
+    return max_rounds(int(limit))
+
+
+SCORER_SPECS: tuple[ScorerSpec, ...] = (
+    ScorerSpec("exact", None, "the final text is the expected answer", lambda _: exact()),
+    ScorerSpec(
+        "contains", None, "the final text contains the expected answer", lambda _: contains()
+    ),
+    ScorerSpec("contains", "TEXT", "the final text contains TEXT", contains),
+    ScorerSpec("regex", "PATTERN", "the final text matches the regular expression", regex),
+    ScorerSpec(
+        "json_schema", "FILE", "the answer is valid against the schema in FILE", _schema_file_scorer
+    ),
+    ScorerSpec("tool_called", "NAME", "some round called the tool NAME", tool_called),
+    ScorerSpec("max_rounds", "N", "the run took at most N prediction rounds", _max_rounds_scorer),
+)
+"""Every spelling `scorer_from_spec` reads, in the order help lists them."""
+
+
+def scorer_spellings() -> str:
+    """The spellings as a list in prose: 'exact, contains, ... or max_rounds:N'."""
+    usages = [spec.usage for spec in SCORER_SPECS]
+    return f"{', '.join(usages[:-1])} or {usages[-1]}"
+
+
+def scorer_from_spec(spec: str) -> NamedScorer:
+    """A scorer from its command-line spelling, one of `SCORER_SPECS` (`regex:^\\d+$`...).
+
+    Raises `ConfigurationError` for an unknown spelling or an argument its factory rejects.
     """
     kind, _, argument = spec.partition(":")
-    if kind == "exact" and not argument:
-        return exact()
-    if kind == "contains":
-        return contains(argument or None)
-    if kind == "regex" and argument:
-        return regex(argument)
-    if kind == "json_schema" and argument:
-        try:
-            schema = json.loads(Path(argument).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ConfigurationError(f"scorer {spec!r}: cannot read the schema: {error}") from None
-        return json_schema_valid(schema)
-    if kind == "tool_called" and argument:
-        return tool_called(argument)
-    if kind == "max_rounds" and argument.isdigit():
-        return max_rounds(int(argument))
-    raise ConfigurationError(
-        f"unknown scorer {spec!r}; use exact, contains, contains:TEXT, regex:PATTERN, "
-        "json_schema:FILE, tool_called:NAME or max_rounds:N"
-    )
+    for form in SCORER_SPECS:
+        if form.name == kind and (form.argument is not None) == bool(argument):
+            try:
+                return form.build(argument)
+            except (ConfigurationError, re.error) as error:
+                raise ConfigurationError(f"scorer {spec!r}: {error}") from None
+    raise ConfigurationError(f"unknown scorer {spec!r}; use {scorer_spellings()}")
