@@ -82,7 +82,10 @@ class OutputFormat:
                 return self._model.model_validate(value)
             except ValidationError as error:
                 raise OutputInvalid(describe_validation_errors(error.errors())) from error
-        problems = json_schema.validate(value, self.spec.schema)
+        try:
+            problems = json_schema.validate(value, self.spec.schema)
+        except OverflowError:  # a long integer against a float keyword (multipleOf: 0.25)
+            problems = ["$: a number in the answer is too large to check against the schema"]
         if problems:
             raise OutputInvalid(problems)
         return value
