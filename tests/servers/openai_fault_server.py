@@ -3,19 +3,36 @@
 Each POST path has a queue of `Canned` answers served in order (the last one repeats). Every
 request is recorded (path, headers, JSON body), and the server tracks the most requests it
 had in flight at once.
+
+Faults a hostile or broken server commits: a connection dropped mid-stream (`drop_after`),
+bytes dripped one at a time (`drip`), a connection held open after the answer (`hold_open`),
+an endless flood of one event (`flood`), any bytes at all as the body (`raw`, e.g. a
+`gzip_bomb` with a `Content-Encoding: gzip` header).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Canned", "FaultServer", "RecordedRequest", "chunk", "sse", "text_stream"]
+__all__ = [
+    "Canned",
+    "FaultServer",
+    "RecordedRequest",
+    "chunk",
+    "gzip_bomb",
+    "gzipped",
+    "sse",
+    "text_stream",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,16 @@ class Canned:
     """Seconds to wait before answering."""
     drop_after: int | None = None
     """Close the connection abruptly after this many events (no end of the chunked body)."""
+    raw: bytes | None = None
+    """Send exactly these bytes as the (chunked) body, instead of `events` or `body`."""
+    content_type: str | None = None
+    """The Content-Type (default: text/event-stream for events and raw, else JSON)."""
+    drip: float = 0.0
+    """Send the body one byte at a time, this many seconds apart."""
+    hold_open: float = 0.0
+    """After the body, keep the connection open this long before ending the chunked body."""
+    flood: str | None = None
+    """After the events, send this event over and over until the client goes away."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +103,24 @@ def sse(events: Sequence[str], **options: Any) -> Canned:
     return Canned(events=events, **options)
 
 
+def gzipped(data: bytes) -> bytes:
+    """`data` as a gzip body (send it with `headers={"Content-Encoding": "gzip"}`)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    return compressor.compress(data) + compressor.flush()
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(megabytes: int, prefix: bytes = b'data: {"choices": "', fill: bytes = b"a") -> bytes:
+    """A gzip body of a few hundred KB that expands to `prefix` and `megabytes` MiB of `fill`
+    (by default one SSE line that never ends)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = fill * ((1 << 20) // len(fill))
+    parts = [compressor.compress(prefix)]
+    parts += [compressor.compress(block) for _ in range(megabytes)]
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
 class FaultServer:
     """`with FaultServer() as server: server.url` is an OpenAI base URL ending in /v1."""
 
@@ -85,10 +130,14 @@ class FaultServer:
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.stopping = threading.Event()
+        """Set at exit: held-open, dripping and flooding answers end."""
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -123,11 +172,19 @@ class FaultServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
     def __iter__(self) -> Iterator[RecordedRequest]:
         return iter(self.requests)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is expected here; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
@@ -162,10 +219,12 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             server.enter()
             try:
                 time.sleep(answer.delay)
-                if answer.events is None:
+                if answer.events is None and answer.raw is None:
                     self._json(answer.status, answer.body, answer.headers)
                 else:
                     self._stream(answer)
+            except OSError:
+                self.close_connection = True  # the client went away: nothing more to send
             finally:
                 server.leave()
 
@@ -181,19 +240,41 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
         def _stream(self, answer: Canned) -> None:
             self.send_response(answer.status)
-            self.send_header("content-type", "text/event-stream")
+            self.send_header("content-type", answer.content_type or "text/event-stream")
             self.send_header("transfer-encoding", "chunked")
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
             self.end_headers()
+            if answer.raw is not None:
+                self._send_bytes(answer.raw, answer.drip)
             for index, event in enumerate(answer.events or ()):
                 if answer.drop_after is not None and index >= answer.drop_after:
                     self.close_connection = True
                     self.wfile.flush()
                     self.connection.shutdown(2)  # abrupt: the chunked body never ends
                     return
-                payload = f"data: {event}\n\n".encode()
-                self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
-                self.wfile.flush()
+                self._send_bytes(f"data: {event}\n\n".encode(), answer.drip)
+            if answer.flood is not None:
+                payload = f"data: {answer.flood}\n\n".encode() * 64
+                while not server.stopping.is_set():
+                    self._send_bytes(payload, 0.0)
+            if answer.hold_open:
+                server.stopping.wait(answer.hold_open)
             self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        def _send_bytes(self, payload: bytes, drip: float) -> None:
+            if drip:
+                for index in range(len(payload)):
+                    if server.stopping.wait(drip):
+                        raise ConnectionAbortedError("the server is stopping")
+                    self._chunk(payload[index : index + 1])
+            else:
+                for start in range(0, len(payload), 1 << 16):
+                    self._chunk(payload[start : start + (1 << 16)])
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 
     return Handler

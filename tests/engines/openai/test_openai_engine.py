@@ -27,7 +27,7 @@ from agentkit.engines.base import (
     TextDelta,
 )
 from agentkit.engines.openai.engine import OpenAIEngine
-from agentkit.errors import EngineError, ModelNotFoundError
+from agentkit.errors import EngineError, ModelNotFoundError, NotSupportedError
 from agentkit.messages import UserMessage
 
 CHAT = "/v1/chat/completions"
@@ -307,10 +307,13 @@ async def test_lifecycle_and_model_not_found() -> None:
                 await client.llm.model("gamma")
             engine = client.engine
             assert (await engine.get_info("b2")).model_key == "beta"
-            with pytest.raises(EngineError, match="does not offer tokenization"):
+            with pytest.raises(NotSupportedError, match="does not support tokenize") as caught:
                 await engine.tokenize("b2", "text")
-            with pytest.raises(EngineError, match="context length"):
+            assert isinstance(caught.value, EngineError) and caught.value.provider == "openai"
+            with pytest.raises(NotSupportedError, match="get_context_length"):
                 await engine.get_context_length("b2")
+            with pytest.raises(ModelNotFoundError):
+                await engine.tokenize("nope", "text")
             embedder = await client.embedding.model("alpha")
             assert await engine.embed(embedder.identifier, ["a", "b"]) == [[1.0, 0.0], [0.0, 1.0]]
             assert server.posts("/v1/embeddings")[0].body == {"model": "alpha", "input": ["a", "b"]}
