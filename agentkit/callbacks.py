@@ -1,8 +1,11 @@
 """Calling user callbacks: plain functions or coroutines, never able to break a run.
 
 A callback that raises is logged with its name and traceback at ERROR level on the `agentkit`
-logger, and the run goes on (as in lmstudio-python). Python's last-resort handler prints ERROR
-records even when logging was never configured, so a failing callback is never silent.
+logger, and the run goes on (as in lmstudio-python). That holds for BaseExceptions too
+(KeyboardInterrupt, SystemExit, a CancelledError the callback raised itself): only the event loop
+cancelling the run passes through. So every message of a committed round reaches `on_message`.
+Python's last-resort handler prints ERROR records even when logging was never configured, so a
+failing callback is never silent.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
+
+from agentkit.cancel import is_cancellation
 
 logger = logging.getLogger("agentkit")
 
@@ -26,7 +31,9 @@ async def fire(callback: Callable[..., Any] | None, *args: Any) -> None:
         outcome = callback(*args)
         if inspect.isawaitable(outcome):
             await outcome
-    except Exception:
+    except BaseException as error:
+        if is_cancellation(error):
+            raise
         name = getattr(callback, "__qualname__", None) or repr(callback)
         logger.exception("callback %s raised; the run goes on without it", name)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-__all__ = ["CancelToken", "call_soon_in_loop"]
+__all__ = ["CancelToken", "call_soon_in_loop", "is_cancellation"]
 
 
 class CancelToken:
@@ -67,3 +68,18 @@ def call_soon_in_loop(loop: anyio.lowlevel.EventLoopToken, function: Any) -> Non
     else:  # trio token
         with contextlib.suppress(Exception):  # trio.RunFinishedError: the run ended already
             native.run_sync_soon(function)
+
+
+def is_cancellation(error: BaseException) -> bool:
+    """True when `error` is the event loop cancelling the current task.
+
+    A tool or callback may raise `asyncio.CancelledError` itself; that is its failure, not a
+    cancellation of the run. On asyncio the two differ in whether the task has a cancel
+    request pending; trio's `Cancelled` cannot be raised by user code at all.
+    """
+    if not isinstance(error, anyio.get_cancelled_exc_class()):
+        return False
+    if isinstance(error, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+    return True

@@ -34,6 +34,7 @@ from agentkit.messages import (
     new_call_id,
     to_images,
 )
+from agentkit.untrusted import MAX_DEPTH, UntrustedDataError, check_depth, loads
 
 __all__ = [
     "AssistantMessage",
@@ -47,6 +48,9 @@ __all__ = [
     "UserMessage",
     "new_call_id",
 ]
+
+_CHAT_DEPTH = MAX_DEPTH + 6
+"""Messages, message, tool calls, call, function and arguments wrap the arguments' own depth."""
 
 
 class Chat:
@@ -100,6 +104,10 @@ class Chat:
             data = data["messages"]
         if isinstance(data, str | bytes | bytearray) or not isinstance(data, Sequence):
             raise ChatFormatError(f"chat messages must be a list, got {type(data).__name__}")
+        try:
+            check_depth(data, what="chat data", max_depth=_CHAT_DEPTH)
+        except UntrustedDataError as error:
+            raise ChatFormatError(str(error)) from None
         chat = cls()
         names_by_call_id: dict[str, str] = {}
         for index, item in enumerate(data):
@@ -115,9 +123,9 @@ class Chat:
         if not isinstance(text, str | bytes | bytearray):
             raise ChatFormatError(f"chat JSON must be str or bytes, got {type(text).__name__}")
         try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as error:  # includes JSON and UTF-8 decoding errors
-            raise ChatFormatError(f"chat JSON is not valid JSON: {error}") from error
+            data = loads(text, what="chat JSON", max_depth=_CHAT_DEPTH)
+        except (UntrustedDataError, UnicodeDecodeError) as error:
+            raise ChatFormatError(str(error)) from error
         return cls.from_dict(data)
 
     # -- the lmstudio-compatible builders -----------------------------------------------------

@@ -7,6 +7,7 @@ part within it); nothing valid is dropped.
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -267,6 +268,14 @@ def _describe(error: ValidationError) -> str:
     )
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+
+
 def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
+    """A bounded repr, safe on data nested too deep for `repr` or with a raising `__repr__`."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -139,8 +139,39 @@ class ToolExecutionError(InvalidToolRequest):
     kind = "tool_error"
 
     def __init__(self, tool_name: str, error: BaseException) -> None:
-        super().__init__(f"Tool {tool_name!r} failed: {type(error).__name__}: {error}")
+        from agentkit.untrusted import describe_exception  # untrusted builds on this module
+
+        super().__init__(f"Tool {tool_name!r} failed: {describe_exception(error)}")
         self.tool_name = tool_name
+
+
+class ToolThreadsExhaustedError(InvalidToolRequest):
+    """A sync tool was not started: too many tool threads still run past their timeouts.
+
+    Python cannot stop a thread, so agentkit caps the threads it abandoned (see
+    `agentkit.tool_threads`); the cap is reached until some of them return.
+    """
+
+    kind = "threads_exhausted"
+
+    def __init__(self, tool_name: str, running: int) -> None:
+        super().__init__(
+            f"Tool {tool_name!r} was not run: {running} earlier tool calls are still running "
+            "past their timeouts, the most agentkit allows. Try again later or answer without it."
+        )
+        self.tool_name = tool_name
+        self.running = running
+
+
+class ToolResultTooLongError(InvalidToolRequest):
+    """A tool returned a generator that yielded more items than agentkit collects."""
+
+    kind = "result_too_long"
+
+    def __init__(self, tool_name: str, limit: int) -> None:
+        super().__init__(f"Tool {tool_name!r} produced more than {limit} items; it was stopped.")
+        self.tool_name = tool_name
+        self.limit = limit
 
 
 class ToolTimeoutError(InvalidToolRequest):

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import mimetypes
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from agentkit.errors import ChatFormatError
+from agentkit.untrusted import UntrustedDataError, check_depth, clean_text, clean_value, loads
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -43,6 +43,10 @@ def new_call_id() -> str:
     return "call_" + os.urandom(12).hex()
 
 
+Text: TypeAlias = Annotated[str, AfterValidator(clean_text)]
+"""A message string: lone surrogates become U+FFFD, so every chat can be encoded and sent."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -53,7 +57,7 @@ class Image(_Frozen):
     `detail` is OpenAI's optional `image_url.detail` ("auto", "low" or "high"), kept when given.
     """
 
-    url: str
+    url: Text
     detail: str | None = None
 
     @classmethod
@@ -136,9 +140,9 @@ class ToolCall(_Frozen):
     Text that does encode a JSON object is decoded, and `None` or blank text means `{}`.
     """
 
-    name: str
+    name: Text
     arguments: dict[str, Any] | str = Field(default_factory=dict)
-    id: str = Field(default_factory=new_call_id)
+    id: Text = Field(default_factory=new_call_id)
 
     def __init__(
         self,
@@ -164,14 +168,14 @@ class SystemMessage(_Frozen):
     """Instructions for the model."""
 
     role: Literal["system"] = "system"
-    content: str
+    content: Text
 
 
 class UserMessage(_Frozen):
     """A message from the user, optionally with images."""
 
     role: Literal["user"] = "user"
-    content: str
+    content: Text
     images: tuple[Image, ...] = ()
 
 
@@ -179,9 +183,9 @@ class AssistantMessage(_Frozen):
     """A model response: text, tool calls, and reasoning kept apart from the text."""
 
     role: Literal["assistant"] = "assistant"
-    content: str = ""
+    content: Text = ""
     tool_calls: tuple[ToolCall, ...] = ()
-    reasoning: str | None = None
+    reasoning: Text | None = None
 
     @property
     def text(self) -> str:
@@ -193,9 +197,9 @@ class ToolResultMessage(_Frozen):
     """The result of one tool call, sent back to the model."""
 
     role: Literal["tool"] = "tool"
-    tool_call_id: str
-    name: str = ""
-    content: str
+    tool_call_id: Text
+    name: Text = ""
+    content: Text
     is_error: bool = False
 
 
@@ -212,10 +216,11 @@ ToolResultInput: TypeAlias = "ToolResultMessage | Mapping[str, Any]"
 def decode_arguments(raw: Any) -> dict[str, Any] | str:
     """Tool-call arguments as a dict when they are (or encode) a JSON object.
 
-    `None` and blank text mean no arguments (`{}`). Text that is not a JSON object (invalid
-    JSON, NaN or infinite numbers, or another JSON value) is kept verbatim; other JSON values
-    given as data (a list, a number) become their JSON text. Raises `ValueError` for data that
-    JSON cannot represent.
+    `None` and blank text mean no arguments (`{}`). Text that is not a JSON object within
+    agentkit's limits for untrusted JSON (invalid, too deep, integers too long, numbers that
+    overflow, or another JSON value) is kept verbatim; other JSON values given as data (a list,
+    a number) become their JSON text. Lone surrogates become U+FFFD. Raises `ValueError` for
+    data that JSON cannot represent or that nests too deep.
     """
     if raw is None:
         return {}
@@ -223,14 +228,15 @@ def decode_arguments(raw: Any) -> dict[str, Any] | str:
         if not raw.strip():
             return {}
         try:
-            decoded = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
-        except (ValueError, RecursionError):
-            return raw
-        return decoded if isinstance(decoded, dict) else raw
+            decoded = loads(raw, what="tool call arguments")
+        except UntrustedDataError:
+            return clean_text(raw)
+        return decoded if isinstance(decoded, dict) else clean_text(raw)
     if isinstance(raw, Mapping):
         if not all(isinstance(key, str) for key in raw):
             raise ValueError("argument names must be strings")
-        copied: dict[str, Any] = json.loads(_json_text(dict(raw)))  # also a deep copy
+        check_depth(raw, what="tool call arguments")
+        copied: dict[str, Any] = clean_value(json.loads(_json_text(dict(raw))))  # a deep copy
         return copied
     return _json_text(raw)
 
@@ -240,14 +246,3 @@ def _json_text(value: object) -> str:
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as error:
         raise ValueError(f"arguments must be JSON data: {error}") from error
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value

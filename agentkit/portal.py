@@ -72,6 +72,8 @@ class Portal:
                 except TimeoutError:
                     if future.done():
                         raise
+                except _Escaped as escaped:
+                    raise escaped.error from None
         except BaseException:
             future.cancel()
             raise
@@ -93,8 +95,21 @@ class Portal:
         return self._portal is not None and self._manager is None
 
 
+class _Escaped(Exception):
+    """Carries a KeyboardInterrupt or SystemExit from the loop thread to the caller."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
 async def _await(function: Callable[..., Awaitable[T]], *args: Any) -> T:
-    return await function(*args)
+    try:
+        return await function(*args)
+    except (KeyboardInterrupt, SystemExit) as error:
+        # asyncio re-raises these out of the event loop, which would stop the portal's thread
+        # for good; the caller's thread gets them instead.
+        raise _Escaped(error) from None
 
 
 _default: Portal | None = None

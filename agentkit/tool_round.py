@@ -8,6 +8,7 @@ Results come back in request order whatever order the calls finish in.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import time
@@ -17,6 +18,7 @@ from typing import Any, TypeAlias
 
 import anyio
 
+from agentkit.cancel import is_cancellation
 from agentkit.errors import (
     InvalidToolRequest,
     ToolArgumentsError,
@@ -28,6 +30,7 @@ from agentkit.errors import (
 from agentkit.messages import ToolCall, ToolResultMessage
 from agentkit.observe import NO_TRACE, RunTrace
 from agentkit.results import ToolCallRecord
+from agentkit.tool_threads import drain_async, run_in_worker
 from agentkit.tools.signature import BoundArguments
 from agentkit.tools.tool import Tool, render_result
 from agentkit.tools.toolset import Toolset
@@ -177,20 +180,43 @@ async def _execute_now(
     started = time.perf_counter()
     try:
         if tool.timeout is None:
-            value = await tool.run(bound)
+            value = await _invoke(tool, bound)
         else:
             with anyio.move_on_after(tool.timeout) as scope:
-                value = await tool.run(bound)
+                value = await _invoke(tool, bound)
             if scope.cancelled_caught:
                 outcome.error = ToolTimeoutError(tool.name, tool.timeout)
                 return
         outcome.content = render_result(value)
-    except Exception as error:
+    except InvalidToolRequest as error:
+        outcome.error = error
+    except BaseException as error:
+        # Whatever a tool raises (KeyboardInterrupt, SystemExit, its own CancelledError...) is
+        # the tool's failure; only the loop cancelling this task ends the run.
+        if is_cancellation(error):
+            raise
         failure = ToolExecutionError(tool.name, error)
         failure.__cause__ = error
         outcome.error = failure
     finally:
         outcome.duration_seconds = time.perf_counter() - started
+
+
+async def _invoke(tool: Tool[..., Any], bound: BoundArguments) -> Any:
+    """Run the tool: coroutines on the loop, sync functions (and generators) in a worker."""
+    if tool.is_async:
+        value = await tool.function(*bound.args, **bound.kwargs)
+    else:
+        call = functools.partial(tool.function, *bound.args, **bound.kwargs)
+        value = await run_in_worker(call, tool.name)
+        if inspect.isawaitable(value):  # a sync wrapper that returns a coroutine
+            value = await value
+    if inspect.isasyncgen(value):
+        return await drain_async(value, tool.name)
+    if inspect.isgenerator(value):
+        generator = value
+        return await run_in_worker(lambda: generator, tool.name)  # the worker drains it
+    return value
 
 
 async def message_for_invalid_request(

@@ -24,6 +24,7 @@ from agentkit.chat import (
     new_call_id,
 )
 from agentkit.errors import AgentkitError, ChatFormatError
+from agentkit.untrusted import UntrustedDataError
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
@@ -1189,7 +1190,9 @@ def test_chat_data_that_is_not_a_list(data: Any, expected: str) -> None:
     ["", "{not json", '{"messages": [', "[1, 2", b"\xff\xfe\x00", "NaN NaN", "[" * 100_000],
 )
 def test_invalid_json_text(text: str | bytes) -> None:
-    with pytest.raises(ChatFormatError, match="chat JSON is not valid JSON"):
+    with pytest.raises(
+        ChatFormatError, match=r"^chat JSON: (not valid JSON|nested deeper|NaN is not)"
+    ):
         Chat.from_json(text)
 
 
@@ -1217,7 +1220,7 @@ def test_from_json_needs_text(value: Any) -> None:
 def test_errors_chain_to_the_underlying_cause() -> None:
     with pytest.raises(ChatFormatError) as caught:
         Chat.from_json("{oops")
-    assert isinstance(caught.value.__cause__, json.JSONDecodeError)
+    assert isinstance(caught.value.__cause__, UntrustedDataError)
     with pytest.raises(ChatFormatError) as caught:
         Chat.from_dict([{"role": "assistant", "reasoning": 5}])
     assert isinstance(caught.value.__cause__, ValidationError)
