@@ -6,7 +6,8 @@ channel envelopes, model lifecycle RPCs and the `predict` channel.
 
 Each prediction is driven by a scripted responder: a function of (creation parameter, prediction
 index) returning a list of steps (`Fragment`, `ToolCallGen`, `ToolCallFails`, `Delay`, `Fail`,
-`Drop`, `Finish`).
+`Drop`, `Finish`, and `Send` for any channel message at all, hostile ones included).
+`rpc_results` replaces an RPC's answer with raw JSON text, for answers of the wrong shape.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "Fragment",
     "LMStudioTestServer",
     "ModelSpec",
+    "Send",
     "Step",
     "ToolCallFails",
     "ToolCallGen",
@@ -90,7 +92,15 @@ class Finish:
     stop_reason: str = "eosFound"
 
 
-Step: TypeAlias = Fragment | ToolCallGen | ToolCallFails | Delay | Fail | Drop | Finish
+@dataclass(frozen=True)
+class Send:
+    """Send this channel message as it is: a dict, or raw JSON text (for what `json.dumps`
+    cannot write: nesting deeper than its recursion limit, NaN, lone surrogates)."""
+
+    message: dict[str, Any] | str
+
+
+Step: TypeAlias = Fragment | ToolCallGen | ToolCallFails | Delay | Fail | Drop | Finish | Send
 Responder: TypeAlias = Callable[[dict[str, Any], int], Sequence[Step]]
 
 
@@ -179,6 +189,8 @@ class LMStudioTestServer:
         self.models = {m.key: m for m in models}
         self.required_token = api_token
         self.step_delay = step_delay
+        self.rpc_results: dict[str, str] = {}
+        """Raw JSON text answering an RPC endpoint (`"listLoaded"`, ...) instead of its result."""
         self.stats = _Stats()
         self.instances: dict[str, _Instance] = {}
         self.port = 0
@@ -271,6 +283,10 @@ class LMStudioTestServer:
 
     async def _rpc(self, ws: ServerConnection, namespace: str, message: dict[str, Any]) -> None:
         call_id = message["callId"]
+        raw = self.rpc_results.get(message["endpoint"])
+        if raw is not None:
+            await ws.send(f'{{"type": "rpcResult", "callId": {call_id}, "result": {raw}}}')
+            return
         try:
             result = self._rpc_result(namespace, message["endpoint"], message.get("parameter"))
         except _RpcError as error:
@@ -337,9 +353,10 @@ class LMStudioTestServer:
         endpoint = message["endpoint"]
         param = message.get("creationParameter") or {}
 
-        async def send(payload: dict[str, Any]) -> None:
+        async def send(payload: dict[str, Any] | str) -> None:
+            text = payload if isinstance(payload, str) else json.dumps(payload)
             await ws.send(
-                json.dumps({"type": "channelSend", "channelId": channel_id, "message": payload})
+                f'{{"type": "channelSend", "channelId": {channel_id}, "message": {text}}}'
             )
 
         if endpoint in ("getOrLoad", "loadModel"):
@@ -362,7 +379,7 @@ class LMStudioTestServer:
         namespace: str,
         endpoint: str,
         param: dict[str, Any],
-        send: Callable[[dict[str, Any]], Any],
+        send: Callable[[dict[str, Any] | str], Any],
         channel_id: int,
         ws: ServerConnection,
     ) -> None:
@@ -402,7 +419,7 @@ class LMStudioTestServer:
         self,
         ws: ServerConnection,
         param: dict[str, Any],
-        send: Callable[[dict[str, Any]], Any],
+        send: Callable[[dict[str, Any] | str], Any],
         cancel: asyncio.Event,
     ) -> None:
         with self._lock:
@@ -420,7 +437,7 @@ class LMStudioTestServer:
         self,
         ws: ServerConnection,
         param: dict[str, Any],
-        send: Callable[[dict[str, Any]], Any],
+        send: Callable[[dict[str, Any] | str], Any],
         cancel: asyncio.Event,
         index: int,
     ) -> None:
@@ -497,6 +514,8 @@ class LMStudioTestServer:
             elif isinstance(step, Drop):
                 ws.transport.abort()
                 return
+            elif isinstance(step, Send):
+                await send(step.message)
             else:
                 stop_reason = step.stop_reason
                 break
