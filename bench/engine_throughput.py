@@ -80,16 +80,14 @@ from llama_cpp import llama_cpp as llama_lib
 
 import agentkit
 from agentkit.engines.base import FirstToken, PredictionDone, TextDelta
-from agentkit.engines.llama_cpp.engine import (
-    LlamaCppEngine,
-    _Instance,
-    _is_end_of_generation,
-    _PredictJob,
-    _SavedState,
-)
+from agentkit.engines.llama_cpp.engine import LlamaCppEngine
+from agentkit.engines.llama_cpp.kv_cache import SavedState as _SavedState
 from agentkit.engines.llama_cpp.models import resolve_model
 from agentkit.engines.llama_cpp.prompting.formats import Segment
 from agentkit.engines.llama_cpp.sampling import SamplingParams, TokenSampler
+from agentkit.engines.llama_cpp.worker import InstanceWorker as _Instance
+from agentkit.engines.llama_cpp.worker import PredictJob as _PredictJob
+from agentkit.engines.llama_cpp.worker import is_end_of_generation as _is_end_of_generation
 
 TARGET_RATIO = 0.95
 MAX_TOKENS = 64

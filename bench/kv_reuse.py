@@ -46,13 +46,10 @@ from dataclasses import dataclass, field
 import agentkit
 from agentkit import Chat
 from agentkit.engines.llama_cpp import json_mode
-from agentkit.engines.llama_cpp.engine import (
-    InstanceStats,
-    LlamaCppEngine,
-    _Instance,
-    _shared_prefix,
-)
+from agentkit.engines.llama_cpp.engine import InstanceStats, LlamaCppEngine
+from agentkit.engines.llama_cpp.kv_cache import shared_prefix as _shared_prefix
 from agentkit.engines.llama_cpp.models import resolve_model
+from agentkit.engines.llama_cpp.worker import InstanceWorker as _Instance
 
 TARGET_RATIO = 1.2
 MAX_TOKENS = 16

@@ -289,31 +289,6 @@ def test_stop_strings_end_generation_before_the_stop(model: ak.LLM) -> None:
     assert stopped.content == free[: free.index(stop)]
 
 
-def test_stop_matcher_holds_back_a_stop_split_across_tokens() -> None:
-    from agentkit.engines.llama_cpp.engine import _StopMatcher
-
-    matcher = _StopMatcher(("END",))
-    assert matcher.feed("abc E") == ("abc", False)
-    assert matcher.feed("N") == (" ", False)
-    assert matcher.feed("D tail") == ("", True)
-    unmatched = _StopMatcher(("END",))
-    assert unmatched.feed("xE") == ("", False) and unmatched.flush() == "xE"
-
-
-def test_saved_states_extended_by_a_newer_one_are_dropped() -> None:
-    from agentkit.engines.llama_cpp.engine import _SavedState, _StateCache
-
-    cache = _StateCache(budget=100)
-    cache.put(_SavedState((1, 2), b"x" * 10))
-    cache.put(_SavedState((1, 2, 3), b"y" * 10))
-    cache.put(_SavedState((7,), b"z" * 10))
-    best = cache.best([1, 2, 3, 4])
-    assert best is not None and best[0] == 3 and best[1].data == b"y" * 10
-    assert cache.best([1, 2]) is not None and cache.best([1, 2])[1].tokens == (1, 2, 3)  # type: ignore[index]
-    cache.put(_SavedState((8,), b"w" * 95))  # evicts least recently used to fit the budget
-    assert cache.best([7]) is None
-
-
 @pytest.mark.parametrize(
     ("offload", "layers", "expected"),
     [

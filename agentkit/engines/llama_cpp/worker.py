@@ -1,0 +1,304 @@
+"""The worker thread of one loaded llama.cpp instance.
+
+Each loaded instance owns one `llama_cpp.Llama` and one worker thread that serves prediction
+requests first-in first-out, so concurrent act() runs on one handle queue and never share a
+context mid-prediction. A bounded queue turns overload into `EngineBusyError` instead of
+unbounded memory.
+
+The worker keeps the KV cache between requests (see `kv_cache`): a request evaluates only the
+tokens after the longest prefix it shares with the live context or a saved state.
+
+Generated text streams to the event loop as it is decoded; cancelling the consumer stops
+generation at the next token.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import math
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from agentkit.cancel import call_soon_in_loop
+from agentkit.engines.base import FirstToken, ModelInstanceInfo, PredictionDone, PromptProgress
+from agentkit.engines.llama_cpp.kv_cache import (
+    MIN_RESTORE_GAIN,
+    SavedState,
+    StateCache,
+    shared_prefix,
+)
+from agentkit.engines.llama_cpp.models import GgufInfo
+from agentkit.engines.llama_cpp.prompting.formats import PromptFormat, Segment
+from agentkit.engines.llama_cpp.sampling import SamplingParams, TokenSampler
+from agentkit.engines.llama_cpp.stop_strings import StopMatcher
+from agentkit.engines.llama_cpp.tool_modes import NativeTemplate, RoundPlan
+from agentkit.errors import EngineError
+from agentkit.results import Usage
+
+__all__ = [
+    "EmbedJob",
+    "EngineBusyError",
+    "InstanceStats",
+    "InstanceWorker",
+    "Job",
+    "PredictJob",
+    "PromptTooLongError",
+    "is_end_of_generation",
+]
+
+
+class EngineBusyError(EngineError):
+    """The instance's request queue is full."""
+
+
+class PromptTooLongError(EngineError):
+    """The prompt does not fit in the model's context."""
+
+
+class _Abandoned(Exception):
+    """A job's consumer went away while its prompt was being evaluated."""
+
+
+@dataclass(slots=True)
+class InstanceStats:
+    """Counters of one loaded instance (for benchmarks and KV-reuse checks)."""
+
+    predictions: int = 0
+    prompt_tokens: int = 0
+    evaluated_prompt_tokens: int = 0
+    generated_tokens: int = 0
+    state_restores: int = 0
+
+
+@dataclass(slots=True)
+class PredictJob:
+    """One prediction for the worker: the round's prompt and grammar, sampling and limits."""
+
+    plan: RoundPlan
+    params: SamplingParams
+    max_tokens: int | None
+    stop_strings: tuple[str, ...]
+    emit: Callable[[object], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(slots=True)
+class EmbedJob:
+    """Embeddings of some texts, for the worker of an embedding instance."""
+
+    texts: list[str]
+    emit: Callable[[object], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+Job = PredictJob | EmbedJob
+
+
+class InstanceWorker:
+    """A loaded model and the worker thread that serves it."""
+
+    def __init__(
+        self,
+        info: ModelInstanceInfo,
+        llama: Any,
+        gguf: GgufInfo,
+        prompt_format: PromptFormat,
+        native: NativeTemplate | None,
+        max_queue: int,
+        kv_cache_bytes: int,
+        on_idle: Callable[[InstanceWorker], None],
+    ) -> None:
+        self.info = info
+        self.llama = llama
+        self.gguf = gguf
+        self.format = prompt_format
+        self.native = native
+        self.stats = InstanceStats()
+        self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self.states = StateCache(kv_cache_bytes)
+        self._on_idle = on_idle
+        self.thread = threading.Thread(
+            target=self._serve_forever, name=f"agentkit-llama-{info.identifier}", daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def context_length(self) -> int:
+        # llama.cpp may pad the context it allocates; llama-cpp-python's token buffer has the
+        # size that was asked for, and that is the real limit.
+        return min(int(self.llama.n_ctx()), len(self.llama.input_ids))
+
+    def submit(self, job: Job) -> None:
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            raise EngineBusyError(
+                f"{self.jobs.maxsize} requests are already waiting for {self.info.identifier!r}; "
+                "retry later, or load another instance with load_new_instance()"
+            ) from None
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+
+    async def run(
+        self, make_job: Callable[[Callable[[object], None]], Job]
+    ) -> AsyncIterator[object]:
+        """Queue a job on this worker and yield what it emits, raising its errors."""
+        send, receive = anyio.create_memory_object_stream[object](math.inf)
+        loop = anyio.lowlevel.current_token()
+
+        def emit(item: object) -> None:
+            call_soon_in_loop(loop, lambda: _deliver(send, item))
+
+        job = make_job(emit)
+        self.submit(job)
+        try:
+            async with receive:
+                async for item in receive:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+        finally:
+            job.cancelled.set()
+
+    def _serve_forever(self) -> None:
+        ttl = self.info.ttl
+        while True:
+            try:
+                job = self.jobs.get(timeout=ttl)
+            except queue.Empty:
+                self._on_idle(self)
+                continue
+            if job is None:
+                self.llama.close()
+                return
+            if job.cancelled.is_set():
+                continue
+            try:
+                if isinstance(job, EmbedJob):
+                    job.emit(_pooled(self.llama.embed(job.texts)))
+                else:
+                    self._serve(job)
+            except _Abandoned:
+                pass  # the consumer was cancelled; nobody is waiting for this job
+            except BaseException as error:  # delivered to the waiting coroutine
+                job.emit(error)
+
+    def _serve(self, job: PredictJob) -> None:
+        tokens = self._tokenize(job.plan.segments)
+        limit = self.context_length
+        if len(tokens) >= limit:
+            raise PromptTooLongError(
+                f"the prompt is {len(tokens)} tokens but {self.info.identifier!r} has a "
+                f"{limit}-token context; shorten the chat or load with a larger context_length"
+            )
+        self._evaluate_prompt(tokens, job)
+        budget = limit - len(tokens)
+        max_tokens = budget if job.max_tokens is None else min(job.max_tokens, budget)
+        generated, finish = self._generate(job, max_tokens)
+        self.stats.predictions += 1
+        self.stats.prompt_tokens += len(tokens)
+        self.stats.generated_tokens += generated
+        job.emit(PredictionDone(Usage(len(tokens), generated), finish))
+        if self.states.budget:  # after the result went out: not on the caller's clock
+            self.states.put(SavedState.capture(self.llama))
+
+    def _tokenize(self, segments: Sequence[Segment]) -> list[int]:
+        tokens: list[int] = []
+        for index, segment in enumerate(segments):
+            tokens += self.llama.tokenize(
+                segment.text.encode("utf-8"), add_bos=index == 0, special=segment.special
+            )
+        return tokens
+
+    def _evaluate_prompt(self, tokens: list[int], job: PredictJob) -> None:
+        llama = self.llama
+        live = shared_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        saved = self.states.best(tokens)
+        if saved is not None and saved[0] >= live + MIN_RESTORE_GAIN:
+            saved[1].restore(llama)
+            live = saved[0]
+            self.stats.state_restores += 1
+        # Re-evaluate at least the last token: its logits are what sampling starts from.
+        keep = min(live, len(tokens) - 1)
+        llama.n_tokens = keep
+        pending = tokens[keep:]
+        self.stats.evaluated_prompt_tokens += len(pending)
+        batch = max(1, int(llama.n_batch))
+        job.emit(PromptProgress(0.0))
+        for start in range(0, len(pending), batch):
+            if job.cancelled.is_set():
+                raise _Abandoned
+            llama.eval(pending[start : start + batch])
+            job.emit(PromptProgress(min(1.0, (start + batch) / len(pending))))
+
+    def _generate(self, job: PredictJob, max_tokens: int) -> tuple[int, str]:
+        llama = self.llama
+        splitter = job.plan.router()
+        special = job.plan.special_output
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(job.stop_strings)
+        generated = 0
+        token = -1
+        finish = "length"
+        with TokenSampler(llama, job.params, job.plan.grammar) as sampler:
+            while generated < max_tokens:
+                if job.cancelled.is_set():
+                    finish = "cancelled"
+                    break
+                if generated:
+                    # Evaluated lazily: the last token of a generation is never needed for
+                    # sampling, and the next request's prefix match evaluates it if useful.
+                    llama.eval([token])
+                token = sampler.sample()
+                if llama.token_eos() == token or is_end_of_generation(llama, token):
+                    finish = "stop"
+                    break
+                sampler.accept(token)
+                generated += 1
+                if generated == 1:
+                    job.emit(FirstToken())
+                piece, stopped = stops.feed(
+                    decoder.decode(llama.detokenize([token], special=special))
+                )
+                for event in splitter.feed(piece):
+                    job.emit(event)
+                if stopped:
+                    finish = "stop"
+                    break
+        for event in splitter.feed(stops.flush()):
+            job.emit(event)
+        for pending in splitter.finish():
+            job.emit(pending)
+        return generated, finish
+
+
+def is_end_of_generation(llama: Any, token: int) -> bool:
+    """Whether the model's vocabulary marks `token` as ending a generation (EOS, EOT, ...)."""
+    from llama_cpp import llama_cpp as native
+
+    return bool(native.llama_vocab_is_eog(llama._model.vocab, token))
+
+
+def _pooled(embeddings: list[Any]) -> list[list[float]]:
+    """One vector per text: mean-pool per-token embeddings when the model has no pooling."""
+    vectors = []
+    for item in embeddings:
+        if item and isinstance(item[0], list):
+            width = len(item[0])
+            item = [sum(row[i] for row in item) / len(item) for i in range(width)]
+        vectors.append([float(x) for x in item])
+    return vectors
+
+
+def _deliver(send: Any, item: object) -> None:
+    # A closed stream means the consumer is gone (cancelled); the worker stops at its next check.
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+        send.send_nowait(item)
