@@ -45,6 +45,7 @@ from agentkit.tool_round import (
 )
 from agentkit.tools.tool import DEFAULT_RETRIES
 from agentkit.tools.toolset import ToolLike, Toolset
+from agentkit.untrusted import clean_text
 
 __all__ = ["ActCallbacks", "ActOptions", "run_act"]
 
@@ -317,4 +318,4 @@ def _with_raw_text(message: AssistantMessage, raw: str) -> AssistantMessage:
     if raw in message.content:
         return message
     content = f"{message.content}\n{raw}" if message.content else raw
-    return message.model_copy(update={"content": content})
+    return message.model_copy(update={"content": clean_text(content)})  # copies skip validation

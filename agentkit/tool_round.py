@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, TypeAlias
 
 import anyio
 
+from agentkit import untrusted
 from agentkit.cancel import is_cancellation
 from agentkit.errors import (
     InvalidToolRequest,
@@ -129,9 +129,9 @@ def _prepare(
 
 def _why_not_an_object(text: str) -> str:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        return f"the arguments are not valid JSON ({error.msg} at position {error.pos})"
+        value = untrusted.loads(text, what="the arguments")
+    except untrusted.UntrustedDataError as error:
+        return str(error)
     return f"the arguments must be a JSON object, got {type(value).__name__}"
 
 
