@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,7 +79,8 @@ def is_cancellation(error: BaseException) -> bool:
     """
     if not isinstance(error, anyio.get_cancelled_exc_class()):
         return False
-    if isinstance(error, asyncio.CancelledError):
+    asyncio = sys.modules.get("asyncio")  # not imported: no asyncio loop, so trio's Cancelled
+    if asyncio is not None and isinstance(error, asyncio.CancelledError):
         task = asyncio.current_task()
         return task is not None and task.cancelling() > 0
     return True

@@ -326,8 +326,10 @@ class PredictionStream:
 class LLM(ModelHandle[AsyncLLM]):
     """A blocking handle on a loaded language model; same methods as `AsyncLLM`.
 
-    Each method is generated from its `AsyncLLM` twin, so the two keep identical parameters
-    (names, order, defaults) by construction, and type checkers see them.
+    `act`, `respond` and `complete` are generated from their `AsyncLLM` twins, so they keep
+    identical parameters (names, order, defaults) by construction, and type checkers see them.
+    The streaming methods return a blocking iterator and are written out; a test compares
+    their signatures with the async ones.
     """
 
     __slots__ = ()

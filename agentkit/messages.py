@@ -48,7 +48,7 @@ Text: TypeAlias = Annotated[str, AfterValidator(clean_text)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Image(_Frozen):

@@ -12,16 +12,18 @@ against ~95 µs per call here).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from agentkit.errors import ClientClosedError
+
+if TYPE_CHECKING:
+    import asyncio  # imported when the first loop starts: `import agentkit` stays light
 
 __all__ = ["Portal", "default_portal"]
 
@@ -44,6 +46,8 @@ class Portal:
         loop = self._loop
         if loop is not None:
             return loop
+        import asyncio
+
         with self._lock:
             if self._loop is None:
                 self._manager = start_blocking_portal("asyncio")
@@ -62,7 +66,10 @@ class Portal:
                 "a blocking agentkit call was made on agentkit's own event loop thread (from a "
                 "callback or an async tool?); use the async handle (llm.async_handle) there"
             )
-        future = asyncio.run_coroutine_threadsafe(_await(function, *args), self._started())
+        loop = self._started()
+        import asyncio  # loaded by _started; a lookup in sys.modules
+
+        future = asyncio.run_coroutine_threadsafe(_await(function, *args), loop)
         try:
             while True:
                 # A bounded wait lets the interpreter run signal handlers (Ctrl-C) between

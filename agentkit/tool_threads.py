@@ -14,7 +14,6 @@ handed back to the caller; the worker thread and the event loop carry on.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import inspect
@@ -22,11 +21,14 @@ import logging
 import queue
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 import sniffio
+
+if TYPE_CHECKING:
+    import asyncio
 
 from agentkit.cancel import call_soon_in_loop
 from agentkit.errors import ConfigurationError, ToolResultTooLongError, ToolThreadsExhaustedError
@@ -183,6 +185,8 @@ async def run_in_worker(function: Callable[[], Any], name: str) -> Any:
     call = contextvars.copy_context().run
     bound = _bind(call, function)
     if sniffio.current_async_library() == "asyncio":
+        import asyncio  # already loaded: we are on its loop
+
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         _pool.submit(_Job(bound, outcome, lambda: loop.call_soon_threadsafe(_resolve, future)))
