@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from agentkit.errors import ConfigurationError
+from agentkit.errors import ConfigurationError, describe_validation_errors
 
 __all__ = ["LoadConfig", "LoadConfigInput", "PredictionConfig", "PredictionConfigInput"]
 
@@ -67,7 +67,5 @@ def coerce_config(kind: type[_C], value: _C | Mapping[str, Any] | None) -> _C | 
     try:
         return kind.model_validate(value)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors()
-        )
+        problems = "; ".join(describe_validation_errors(error.errors(), subject="config"))
         raise ConfigurationError(f"invalid {kind.__name__}: {problems}") from error

@@ -10,8 +10,8 @@ argument of `handle_invalid_tool_request`, and as the cause of `ToolRetriesExcee
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from agentkit.results import ActResult
@@ -212,10 +212,48 @@ class MalformedToolCallError(InvalidToolRequest):
         self.reason = reason
 
 
-def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Render pydantic `ValidationError.errors()` as short 'where: what' lines for a model."""
-    rendered = []
-    for error in errors:
-        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
-        rendered.append(f"{where}: {error.get('msg', 'invalid value')}")
-    return rendered
+MAX_PROBLEMS = 10
+"""The most problems one error message for a model lists; the rest are counted."""
+
+MAX_PROBLEM_CHARS = 300
+"""The longest one listed problem may be (an enum of 100,000 values would make it 1.5 MB)."""
+
+_T = TypeVar("_T")
+
+
+def cap_problems(
+    problems: Iterable[_T], render: Callable[[_T], str], *, at_least: bool = False
+) -> list[str]:
+    """At most `MAX_PROBLEMS` rendered problems of at most `MAX_PROBLEM_CHARS` each, then
+    "… and N more problems": what a model is told about invalid arguments or output stays a
+    few KB, whatever it sent. Only the problems shown are rendered. `at_least` says the
+    problems given were already cut short, so N is a lower bound.
+    """
+    shown: list[str] = []
+    more = 0
+    for problem in problems:
+        if len(shown) < MAX_PROBLEMS:
+            text = render(problem)
+            if len(text) > MAX_PROBLEM_CHARS:
+                text = text[: MAX_PROBLEM_CHARS - 1] + "…"
+            shown.append(text)
+        else:
+            more += 1
+    if more or at_least:
+        count = f"at least {more + 1}" if at_least else str(more)
+        shown.append(f"… and {count} more problem{'' if count == '1' else 's'}")
+    return shown
+
+
+def describe_validation_errors(
+    errors: Sequence[Mapping[str, Any]], *, subject: str = "arguments"
+) -> list[str]:
+    """Render pydantic `ValidationError.errors()` as short 'where: what' lines for a model,
+    capped by `cap_problems`. `subject` names the whole value, for errors located at its top.
+    """
+
+    def render(error: Mapping[str, Any]) -> str:
+        where = ".".join(str(part) for part in error.get("loc", ())) or subject
+        return f"{where}: {error.get('msg', 'invalid value')}"
+
+    return cap_problems(errors, render)

@@ -40,10 +40,11 @@ class OutputInvalid(Exception):
 class OutputFormat:
     """A checked response format: the schema engines constrain to, and a parser for answers."""
 
-    __slots__ = ("_model", "spec")
+    __slots__ = ("_model", "_validator", "spec")
 
     def __init__(self, response_format: ResponseFormat) -> None:
         self._model: type[BaseModel] | None = None
+        self._validator: json_schema.SchemaValidator | None = None
         if isinstance(response_format, type) and issubclass(response_format, BaseModel):
             self._model = response_format
             self.spec = ResponseFormatSpec(
@@ -52,7 +53,7 @@ class OutputFormat:
         elif isinstance(response_format, Mapping):
             schema = dict(response_format)
             try:
-                json_schema.check_schema(schema)
+                self._validator = json_schema.SchemaValidator(schema)  # compiled once
             except json_schema.SchemaError as error:
                 raise ConfigurationError(
                     f"response_format is not a valid schema: {error}"
@@ -82,10 +83,8 @@ class OutputFormat:
                 return self._model.model_validate(value)
             except ValidationError as error:
                 raise OutputInvalid(describe_validation_errors(error.errors())) from error
-        try:
-            problems = json_schema.validate(value, self.spec.schema)
-        except OverflowError:  # a long integer against a float keyword (multipleOf: 0.25)
-            problems = ["$: a number in the answer is too large to check against the schema"]
+        assert self._validator is not None
+        problems = self._validator.errors(value)
         if problems:
             raise OutputInvalid(problems)
         return value

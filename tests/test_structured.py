@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from agentkit.errors import ConfigurationError
 from agentkit.structured import OutputFormat, OutputInvalid, strip_code_fence
+from agentkit.tools import json_schema
 
 
 class City(BaseModel):
@@ -86,15 +88,59 @@ def test_an_answer_just_within_the_limits_parses() -> None:
     assert OutputFormat(City).parse(f'{{"city": "x", "population": {big}}}').population == big
 
 
-def test_a_long_integer_against_a_float_multiple_of_is_output_invalid() -> None:
+def test_a_long_integer_against_a_float_multiple_of_is_checked_exactly() -> None:
+    """No OverflowError: jsonschema-rs compares the decimal numbers, not floats."""
     answer_format = OutputFormat({"type": "number", "multipleOf": 0.25})
     assert answer_format.parse("1.5") == 1.5
-    with pytest.raises(OutputInvalid, match="too large to check against the schema"):
-        answer_format.parse("9" * 400)
+    assert answer_format.parse("9" * 400) == int("9" * 400)
+    with pytest.raises(OutputInvalid) as caught:
+        OutputFormat({"multipleOf": 0.3}).parse("1" + "0" * 399)
+    assert caught.value.problems == ["$: must be a multiple of 0.3, got <integer of 400 digits>"]
+
+
+def test_the_schema_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    real = json_schema.jsonschema_rs.validator_for
+
+    def counting(schema: Any, **options: Any) -> Any:
+        calls.append(schema)
+        return real(schema, **options)
+
+    monkeypatch.setattr(json_schema.jsonschema_rs, "validator_for", counting)
+    answer_format = OutputFormat(SCHEMA)
+    for _ in range(3):
+        answer_format.parse('{"city": "Paris", "population": 1}')
+        with pytest.raises(OutputInvalid):
+            answer_format.parse('{"city": "Paris"}')
+    assert len(calls) == 1
+
+
+def test_a_huge_enum_answer_error_is_capped() -> None:
+    values = [f"city-{i:06d}" for i in range(100_000)]
+    answer_format = OutputFormat({"type": "object", "properties": {"city": {"enum": values}}})
+    with pytest.raises(OutputInvalid) as caught:
+        answer_format.parse('{"city": "Paris"}')
+    assert len(str(caught.value)) < 400
+    assert caught.value.problems[0].startswith("$.city: must be one of ['city-000000'")
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a": {"pattern": "("}}},
+        {"$ref": "#"},
+        {"$defs": {"A": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"},
+        {"type": "array", "items": [1]},
+        {"properties": {"a": {"minimum": float("nan")}}},
+    ],
+)
+def test_bad_response_format_schemas_are_configuration_errors(schema: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="response_format is not a valid schema: #"):
+        OutputFormat(schema)
 
 
 def test_a_bad_response_format_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="not a JSON type"):
+    with pytest.raises(ConfigurationError, match=r"#/type: .*got 'int'"):
         OutputFormat({"type": "int"})
     with pytest.raises(ConfigurationError, match="pydantic model class or a JSON Schema"):
         OutputFormat(42)  # type: ignore[arg-type]

@@ -1,91 +1,526 @@
 """Validate LLM-produced JSON (tool-call arguments, structured outputs) against a JSON Schema.
 
-Tools defined from an explicit JSON Schema (e.g. MCP servers) and ``response_format`` schemas
-are checked with :func:`validate`, whose error messages are fed back to the model so it can fix
-its call; they are short and carry a JSON path: ``"$.items[2].name: expected string, got
-integer"``. Call :func:`check_schema` once when a schema is registered: :func:`validate` trusts
-its schema and does no checking of its own, which keeps the per-call cost to a few microseconds.
+Validation is jsonschema-rs's (Draft 2020-12 unless the schema's ``$schema`` names another
+draft; ``format`` is an annotation; patterns run on a linear-time regex engine, so no pattern
+can make validation hang; remote ``$ref`` are never fetched). This module adds what agentkit
+needs around it:
 
-Supported subset (draft 2020-12 semantics; unknown keywords and the annotations ``format``,
-``title``, ``description``, ``default`` and ``examples`` are ignored):
-
-- boolean schemas, ``type`` (a name or a list of names), ``enum``, ``const``
-- objects: ``properties``, ``required``, ``additionalProperties``, ``patternProperties``,
-  ``minProperties``, ``maxProperties``
-- arrays: ``items``, ``prefixItems``, ``minItems``, ``maxItems``, ``uniqueItems``
-- strings: ``minLength``, ``maxLength`` (in code points), ``pattern`` (``re.search``)
-- numbers: ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum`` (numeric form),
-  ``multipleOf``
-- ``anyOf``, ``oneOf``, ``allOf``, ``not``
-- ``$ref`` to any JSON pointer inside the root schema (``#``, ``#/$defs/Name``,
-  ``#/definitions/Name``, ...), recursive schemas included; ``$id``, anchors and remote refs
-  are not supported.
-
-Values compare with JSON semantics: ``1 == 1.0`` but ``true != 1``; ``"integer"`` accepts
-integral floats, and booleans are never numbers.
+- :class:`SchemaValidator` compiles a schema once (hold one per tool or response format); its
+  :meth:`~SchemaValidator.errors` are short, carry a JSON path (``"$.items[2].name: expected
+  string, got integer"``) and are capped by `agentkit.errors.cap_problems`, because they are
+  fed back to the model so it can fix its call;
+- :func:`check_schema` raises :class:`SchemaError` on anything unusable, at definition time:
+  malformed keywords (checked against the draft's meta-schema), regexes the engine rejects,
+  ``$ref`` that do not resolve or loop without descending into the value, schemas nested too
+  deeply or whose ``$ref`` expand too far, and values that are not JSON;
+- hostile instances (nested thousands deep, integers with thousands of digits, NaN, values that
+  are not JSON at all) give a problem list, never an exception.
 """
 
 from __future__ import annotations
 
 import math
-import operator
-import re
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from fractions import Fraction
-from functools import lru_cache
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any, Final, TypeAlias
 from urllib.parse import unquote
 
-__all__ = ["SchemaError", "check_schema", "validate"]
+import jsonschema_rs
+from jsonschema_rs import ValidationError
+from jsonschema_rs import ValidationErrorKind as Kind
 
-_Schema: TypeAlias = Mapping[str, Any] | bool
-_Obj: TypeAlias = Mapping[str, Any]
-_Path: TypeAlias = tuple[str | int, ...]
-# (path, message, reach). A non-negative reach marks an error that rules a whole anyOf/oneOf
-# branch out when it sits at most `reach` levels below the union (a type mismatch on the value
-# itself, a wrong tag/const on it or on one of its properties); see _no_match.
-_Error: TypeAlias = tuple[_Path, str, int]
-_Errs: TypeAlias = list[_Error]
-_Check: TypeAlias = Callable[[Any, Any, _Path, _Obj, _Schema, _Errs], None]
+from agentkit.errors import cap_problems
+
+__all__ = ["SchemaError", "SchemaValidator", "check_schema", "validate"]
+
+_Path: TypeAlias = Sequence[str | int]
+# A problem before rendering: where, and either its text or the error to describe lazily.
+_Entry: TypeAlias = tuple[_Path, "str | ValidationError"]
+
+MAX_EXPANSION: Final = 20_000
+"""Most subschemas a schema may expand to through ``$ref`` (each use of a definition counts
+its subschemas again); beyond it a hostile schema could make one validation take minutes."""
+
+_MAX_ERRORS: Final = 1_000  # raw errors looked at per validation
+_MAX_INT_BITS: Final = 14_000  # about 4,200 digits: Python's limit for str(int) is 4,300
+_CONVERSION_ERRORS: Final = (ValueError, TypeError, OverflowError, RecursionError)
+_DATA_KEYWORDS: Final = frozenset({"enum", "const", "default", "examples"})
+_SCHEMA_MAPS: Final = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+_IN_PLACE: Final = frozenset(
+    {"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas"}
+)
 
 
 class SchemaError(ValueError):
     """The schema itself is malformed."""
 
 
-def validate(instance: object, schema: Mapping[str, Any] | bool) -> list[str]:
-    """Return the list of validation errors (empty when valid).
+class SchemaValidator:
+    """A schema checked and compiled once; `errors` validates an instance against it."""
 
-    Each error is like ``"$.items[2].name: expected string, got integer"``,
-    ``"$: missing required property 'b'"`` or
-    ``"$.mode: must be one of ['fast', 'slow'], got 'medium'"``.
-    Raises :class:`SchemaError` on a ``$ref`` that does not resolve.
+    __slots__ = ("_validator", "schema")
+
+    def __init__(self, schema: Mapping[str, Any] | bool) -> None:
+        """Raise `SchemaError` if `schema` is unusable (see `check_schema`)."""
+        self.schema: Any = dict(schema) if isinstance(schema, Mapping) else schema
+        self._validator = _compile(self.schema)
+
+    def errors(self, instance: object) -> list[str]:
+        """The problems with `instance` (empty when valid), capped for a model to read.
+
+        Each is like ``"$.items[2].name: expected string, got integer"``,
+        ``"$: missing required property 'b'"`` or
+        ``"$.mode: must be one of ['fast', 'slow'], got 'medium'"``.
+        """
+        if _has_unfit(instance):
+            path, problem = _locate(instance)
+            return [f"{_format_path(path)}: {problem}"]
+        try:
+            if self._validator.is_valid(instance):
+                return []
+            raw = list(islice(self._validator.iter_errors(instance), _MAX_ERRORS + 1))
+        except _CONVERSION_ERRORS as error:
+            return [f"$: {_unconvertible(error)}"]
+        try:
+            entries = _entries(raw[:_MAX_ERRORS])
+        except RecursionError:  # unions nested hundreds deep
+            entries = [(e.instance_path, _first_line(e.message)) for e in raw[:_MAX_ERRORS]]
+        return cap_problems(entries, _render_entry, at_least=len(raw) > _MAX_ERRORS)
+
+
+def validate(instance: object, schema: Mapping[str, Any] | bool) -> list[str]:
+    """`SchemaValidator(schema).errors(instance)`: compiles the schema on every call.
+
+    Hold a `SchemaValidator` to validate against the same schema repeatedly. Raises
+    `SchemaError` if the schema is unusable.
     """
-    errors: _Errs = []
-    try:
-        _validate(instance, schema, (), schema, errors)
-    except RecursionError:
-        # check_schema rejects $ref loops, so only absurdly deep input gets here.
-        return ["$: value is nested too deeply to validate"]
-    return [f"{_format_path(path)}: {message}" for path, message, _ in errors]
+    return SchemaValidator(schema).errors(instance)
 
 
 def check_schema(schema: Mapping[str, Any] | bool) -> None:
-    """Raise :class:`SchemaError` if ``schema`` is not usable with the supported subset.
+    """Raise :class:`SchemaError` if ``schema`` cannot be used to validate.
 
     The message names the problem and where it is, as a JSON pointer into the schema, e.g.
-    ``"#/properties/age/type: 'int' is not a JSON type"``. Besides malformed keywords it rejects
-    ``$ref`` values that do not resolve and ``$ref`` loops that never descend into the instance
-    (which would recurse forever).
+    ``"#/properties/age/type: ..."``.
     """
-    nodes: dict[int, tuple[Mapping[str, Any], str]] = {}
-    _check(schema, "#", schema, nodes)
-    finished: dict[int, bool] = {}
-    for node, where in list(nodes.values()):
-        _check_loops(node, where, schema, nodes, finished)
+    SchemaValidator(schema)
 
 
-# --- validation ------------------------------------------------------------------------------
+# --- compiling -------------------------------------------------------------------------------
+
+
+def _compile(schema: dict[str, Any] | bool) -> jsonschema_rs.Validator:
+    if not isinstance(schema, bool | dict):
+        raise SchemaError(f"#: expected a schema (object or boolean), got {_json_type(schema)}")
+    if _has_unfit(schema):
+        path, problem = _locate(schema)
+        raise SchemaError(f"{_format_pointer(path)}: {problem}")
+    try:
+        validator = jsonschema_rs.validator_for(
+            schema,
+            validate_formats=False,
+            pattern_options=jsonschema_rs.RegexOptions(),
+            offline=True,
+        )
+    except ValidationError as error:
+        raise SchemaError(_schema_problem(schema, error)) from None
+    except jsonschema_rs.ReferencingError as error:
+        raise SchemaError(f"#: {_first_line(str(error))}") from None
+    except _CONVERSION_ERRORS as error:
+        raise SchemaError(f"#: {_unconvertible(error)}") from None
+    if isinstance(schema, dict):
+        _check_graph(schema)
+    return validator
+
+
+def _schema_problem(schema: dict[str, Any] | bool, error: ValidationError) -> str:
+    """A meta-schema or reference error, located by a JSON pointer into the schema."""
+    if isinstance(error.kind, Kind.Format) and error.kind.format == "regex":
+        return (
+            f"{_format_pointer(error.instance_path)}: invalid regular expression "
+            f"{_show(error.instance)} (patterns use a linear-time engine: no look-around "
+            "or backreferences)"
+        )
+    if error.schema_path or error.instance_path:  # the schema broke its meta-schema
+        entries = _entries([error]) or [(error.instance_path, error)]
+        at, text = entries[0]
+        return f"{_format_pointer(at)}: {text if isinstance(text, str) else _message(text)}"
+    # A $ref that does not resolve: jsonschema-rs does not say where; find it.
+    message = _first_line(error.message)
+    where = _find_ref(schema, message) if isinstance(schema, dict) else None
+    return f"{where or '#'}: {message}"
+
+
+def _find_ref(schema: dict[str, Any], message: str) -> str | None:
+    for node, pointer in _nodes(schema):
+        for key in ("$ref", "$dynamicRef"):
+            ref = node.get(key)
+            if isinstance(ref, str) and (ref in message or ref.partition("#")[2] in message):
+                return f"{pointer}/{_escape(key)}"
+    return None
+
+
+def _nodes(schema: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every schema object in `schema` with its JSON pointer, breadth first."""
+    queue: list[tuple[dict[str, Any], str]] = [(schema, "#")]
+    seen = {id(schema)}
+    for node, pointer in queue:
+        yield node, pointer
+        for key, value in node.items():
+            if key in _DATA_KEYWORDS:
+                continue
+            at = f"{pointer}/{_escape(key)}"
+            for child, where in _children(key, value, at):
+                if id(child) not in seen and ("$id" not in child or child is schema):
+                    seen.add(id(child))
+                    queue.append((child, where))
+
+
+def _children(key: str, value: Any, at: str) -> Iterator[tuple[dict[str, Any], str]]:
+    if isinstance(value, dict):
+        if key in _SCHEMA_MAPS:
+            for name, sub in value.items():
+                if isinstance(sub, dict):
+                    yield sub, f"{at}/{_escape(name)}"
+        else:
+            yield value, at
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            if isinstance(sub, dict):
+                yield sub, f"{at}/{index}"
+
+
+def _check_graph(schema: dict[str, Any]) -> None:
+    """Reject local ``$ref`` loops that never descend into the value, and ``$ref`` graphs that
+    expand to more than `MAX_EXPANSION` subschemas.
+
+    jsonschema-rs accepts both: a loop validates as if it were ``true``, an expansion costs
+    time exponential in the schema's size.
+    """
+    pointers = {id(node): pointer for node, pointer in _nodes(schema)}
+    nodes = {id(node): node for node, _ in _nodes(schema)}
+    edges: dict[int, list[tuple[int, bool]]] = {}
+    for key_id, node in nodes.items():
+        out: list[tuple[int, bool]] = []
+        for key, value in node.items():
+            if key in _DATA_KEYWORDS:
+                continue
+            if key == "$ref" and isinstance(value, str):
+                target = _resolve_local(schema, value)
+                if target is not None and id(target) in nodes:
+                    out.append((id(target), True))
+                continue
+            for child, _ in _children(key, value, ""):
+                if id(child) in nodes:
+                    out.append((id(child), key in _IN_PLACE))
+        edges[key_id] = out
+    _check_loops(edges, pointers)
+    _check_expansion(id(schema), edges)
+
+
+def _check_loops(edges: dict[int, list[tuple[int, bool]]], pointers: dict[int, str]) -> None:
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for start in edges:
+        if start in state:
+            continue
+        stack: list[tuple[int, Iterator[tuple[int, bool]]]] = [(start, iter(edges[start]))]
+        state[start] = 1
+        while stack:
+            node, pending = stack[-1]
+            for child, in_place in pending:
+                if not in_place:
+                    continue
+                if state.get(child) == 1:
+                    raise SchemaError(
+                        f"{pointers[child]}: $ref loop that never descends into the value"
+                    )
+                if child not in state:
+                    state[child] = 1
+                    stack.append((child, iter(edges[child])))
+                    break
+            else:
+                state[node] = 2
+                stack.pop()
+
+
+def _check_expansion(root: int, edges: dict[int, list[tuple[int, bool]]]) -> None:
+    # Subschemas counted with multiplicity over the graph less its back edges (recursion is
+    # bounded by the instance, not by the schema).
+    size: dict[int, int] = {}
+    on_path: set[int] = {root}
+    stack: list[tuple[int, Iterator[tuple[int, bool]]]] = [(root, iter(edges[root]))]
+    while stack:
+        node, pending = stack[-1]
+        for child, _ in pending:
+            if child not in size and child not in on_path:
+                on_path.add(child)
+                stack.append((child, iter(edges[child])))
+                break
+        else:
+            total = 1 + sum(size.get(child, 0) for child, _ in edges[node])
+            if total > MAX_EXPANSION:
+                raise SchemaError(
+                    f"#: the schema expands to more than {MAX_EXPANSION} subschemas through "
+                    "$ref; define shared parts once instead of nesting references to them"
+                )
+            size[node] = total
+            on_path.discard(node)
+            stack.pop()
+
+
+def _resolve_local(root: dict[str, Any], ref: str) -> Any:
+    """The node a local JSON-pointer ``$ref`` names, else None (anchors, other documents)."""
+    if not ref.startswith("#"):
+        return None
+    fragment = unquote(ref[1:])
+    if fragment and not fragment.startswith("/"):
+        return None
+    node: Any = root
+    for token in fragment.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node if isinstance(node, dict) else None
+
+
+# --- values that are not JSON ----------------------------------------------------------------
+
+
+def _has_unfit(value: object) -> bool:
+    """Whether `value` holds a number JSON cannot carry: NaN, an infinity, or an integer too
+    long to convert. (jsonschema-rs would read those as null.)"""
+    stack: list[Any] = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is dict:
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, int):
+            if item.bit_length() > _MAX_INT_BITS:
+                return True
+        elif isinstance(item, dict):
+            extend(item.values())
+        elif isinstance(item, list | tuple):
+            extend(item)
+    return False
+
+
+def _locate(value: object) -> tuple[list[str | int], str]:
+    """Where the first unfit number is, and what is wrong with it (the slow, rare path)."""
+    stack: list[tuple[list[str | int], object]] = [([], value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(([*path, str(k)], v) for k, v in reversed(item.items()))
+        elif isinstance(item, list | tuple):
+            stack.extend(([*path, i], v) for i, v in reversed(list(enumerate(item))))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return path, f"{item} is not a JSON number"
+        elif isinstance(item, int) and item.bit_length() > _MAX_INT_BITS:
+            return path, f"an integer of about {_digits(item)} digits is too long to check"
+    return [], "a value is not JSON"
+
+
+def _unconvertible(error: BaseException) -> str:
+    text = _first_line(str(error))
+    if isinstance(error, RecursionError) or "Recursion limit" in text:
+        return "the value is nested too deeply to validate"
+    if isinstance(error, UnicodeError) or "UTF-8" in text or "surrogate" in text:
+        return "a string is not valid Unicode (it holds a lone surrogate)"
+    return f"the value is not JSON data ({text[:120]})"
+
+
+# --- rendering errors ------------------------------------------------------------------------
+
+
+def _entries(errors: Sequence[ValidationError]) -> list[_Entry]:
+    """The problems to report for `errors`: a type mismatch stands alone for its value (the
+    schema's other keywords would only restate it), ``items: false`` past a tuple's end is one
+    problem, and a failed union is explained in one problem where possible."""
+    mismatched = {
+        (tuple(e.instance_path), tuple(e.evaluation_path[:-1]))
+        for e in errors
+        if isinstance(e.kind, Kind.Type)
+    }
+    entries: list[_Entry] = []
+    closed: dict[tuple[Any, ...], tuple[int, int]] = {}  # tuple end -> (its entry, allowed)
+    for error in errors:
+        kind, path = error.kind, error.instance_path
+        if (
+            mismatched
+            and not isinstance(kind, Kind.Type)
+            and (tuple(path), tuple(error.evaluation_path[:-1])) in mismatched
+        ):
+            continue
+        if (
+            isinstance(kind, Kind.FalseSchema)
+            and error.evaluation_path[-1:] == ["items"]
+            and path
+            and isinstance(path[-1], int)
+        ):
+            key = (tuple(path[:-1]), tuple(error.evaluation_path))
+            index, allowed = closed.setdefault(key, (len(entries), path[-1]))
+            if index == len(entries):
+                entries.append((path[:-1], ""))
+            entries[index] = (path[:-1], _too_many(allowed, path[-1] + 1))
+            continue
+        if isinstance(kind, Kind.AnyOf | Kind.OneOfNotValid):
+            entries.extend(_union(error))
+            continue
+        entries.append((path, error))
+    return entries
+
+
+def _too_many(allowed: int, got: int) -> str:
+    return f"must have at most {_count(allowed, 'item')}, got {got}"
+
+
+def _union(error: ValidationError) -> list[_Entry]:
+    """Why no anyOf/oneOf branch matched. Branches ruled out by the value's type or tag
+    (``null`` in ``Optional[Model]`` given an object, the other members of a discriminated
+    union) are beside the point: if one branch is left, its own problems are what the model
+    needs; else it gets the first reason each remaining branch failed."""
+    depth = len(error.instance_path)
+    branches: list[list[ValidationError]] = error.kind.context  # type: ignore[attr-defined]
+    viable = [b for b in branches if not any(_rules_out(e, depth) for e in b)]
+    if len(viable) == 1:
+        return _entries(viable[0])
+    reasons: dict[str, None] = {}  # ordered and deduplicated
+    for branch in (viable or branches)[:5]:
+        # A branch ruled out is best explained by what ruled it out.
+        described: list[_Entry] = [(e.instance_path, e) for e in branch if _rules_out(e, depth)]
+        described = described[:1] or _entries(branch)
+        if described:
+            at, text = described[0]
+            message = text if isinstance(text, str) else _message(text)
+            relative = _format_path(at[depth:], "")
+            reasons[f"{relative}: {message}" if relative else message] = None
+    more = "; ..." if len(viable or branches) > 5 else ""
+    summary = f"does not match any of the allowed schemas ({'; '.join(reasons)}{more})"
+    return [(error.instance_path, summary)]
+
+
+def _rules_out(error: ValidationError, depth: int) -> bool:
+    """Whether `error` rules a whole union branch out for the value at `depth`."""
+    below = len(error.instance_path) - depth
+    kind = error.kind
+    if isinstance(kind, Kind.Type):
+        return below == 0
+    if isinstance(kind, Kind.Constant | Kind.Enum):
+        return below <= 1
+    if isinstance(kind, Kind.AnyOf | Kind.OneOfNotValid):
+        return below == 0 and all(any(_rules_out(e, depth) for e in b) for b in kind.context)
+    return False
+
+
+def _render_entry(entry: _Entry) -> str:
+    path, text = entry
+    return f"{_format_path(path)}: {text if isinstance(text, str) else _message(text)}"
+
+
+def _message(error: ValidationError) -> str:
+    """A short description of one error (without its path)."""
+    describe = _DESCRIBE.get(type(error.kind))
+    if describe is None:
+        return _first_line(error.message)
+    try:
+        return describe(error.kind, error.instance)
+    except (RecursionError, ValueError, TypeError):
+        return _first_line(error.message)
+
+
+def _limit(relation: str, unit: str = "") -> Callable[[Any, Any], str]:
+    def describe(kind: Any, instance: Any) -> str:
+        if unit:
+            return f"must have {relation} {_count(kind.limit, unit)}, got {len(instance)}"
+        return f"must be {relation} {_show(kind.limit)}, got {_show(instance)}"
+
+    return describe
+
+
+def _unique(kind: Any, instance: Any) -> str:
+    first_seen: dict[Hashable, int] = {}
+    for index, value in enumerate(instance):
+        first = first_seen.setdefault(_json_key(value), index)
+        if first != index:
+            return f"items must be unique, but [{first}] and [{index}] are equal"
+    return "items must be unique"
+
+
+def _format(kind: Any, instance: Any) -> str:
+    return f"must be a valid {kind.format}, got {_show(instance)}"
+
+
+def _property_names(kind: Any, instance: Any) -> str:
+    inner: ValidationError = kind.error
+    return f"property name {_show(inner.instance)}: {_message(inner)}"
+
+
+def _one_of_many(kind: Any, instance: Any) -> str:
+    matches = [str(i) for i, branch in enumerate(kind.context) if not branch]
+    return (
+        "must match exactly one of the allowed schemas, but matches "
+        f"{len(matches)} (oneOf indexes {', '.join(matches)})"
+    )
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(_show(name) for name in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+_DESCRIBE: Final[dict[type[Any], Callable[[Any, Any], str]]] = {
+    Kind.Type: lambda k, i: f"expected {' or '.join(k.types)}, got {_json_type(i)}",
+    Kind.Enum: lambda k, i: f"must be one of {_show(k.options, 200)}, got {_show(i)}",
+    Kind.Constant: lambda k, i: f"must be {_show(k.expected_value)}, got {_show(i)}",
+    Kind.Required: lambda k, i: f"missing required property {_show(k.property)}",
+    Kind.AdditionalProperties: lambda k, i: (
+        f"unexpected propert{'y' if len(k.unexpected) == 1 else 'ies'} {_names(k.unexpected)}"
+    ),
+    Kind.UnevaluatedProperties: lambda k, i: (
+        f"unexpected propert{'y' if len(k.unexpected) == 1 else 'ies'} {_names(k.unexpected)}"
+    ),
+    Kind.UnevaluatedItems: lambda k, i: f"unexpected items at {_show(k.unexpected)}",
+    Kind.AdditionalItems: lambda k, i: _too_many(k.limit, len(i)),
+    Kind.FalseSchema: lambda k, i: "no value is allowed here",
+    Kind.MinProperties: _limit("at least", "property"),
+    Kind.MaxProperties: _limit("at most", "property"),
+    Kind.MinItems: _limit("at least", "item"),
+    Kind.MaxItems: _limit("at most", "item"),
+    Kind.MinLength: _limit("at least", "character"),
+    Kind.MaxLength: _limit("at most", "character"),
+    Kind.Minimum: _limit(">="),
+    Kind.Maximum: _limit("<="),
+    Kind.ExclusiveMinimum: _limit(">"),
+    Kind.ExclusiveMaximum: _limit("<"),
+    Kind.MultipleOf: lambda k, i: f"must be a multiple of {_show(k.multiple_of)}, got {_show(i)}",
+    Kind.Pattern: lambda k, i: f"must match pattern {_show(k.pattern, 100)}, got {_show(i)}",
+    Kind.UniqueItems: _unique,
+    Kind.Not: lambda k, i: f"must not match {_show(k.schema)}",
+    Kind.Contains: lambda k, i: "must contain at least one item that matches the schema",
+    Kind.Format: _format,
+    Kind.PropertyNames: _property_names,
+    Kind.OneOfMultipleValid: _one_of_many,
+    Kind.BacktrackLimitExceeded: lambda k, i: "the pattern could not be checked",
+    Kind.RegexEngineFailure: lambda k, i: "the pattern could not be checked",
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------
 
 _TYPE_NAMES: Final[dict[type, str]] = {
     str: "string",
@@ -97,360 +532,18 @@ _TYPE_NAMES: Final[dict[type, str]] = {
     tuple: "array",
     dict: "object",
 }
-_JSON_TYPES: Final = frozenset(_TYPE_NAMES.values())
 
 
 def _json_type(value: object) -> str:
     name = _TYPE_NAMES.get(type(value))
     if name is not None:
         return name
-    # Subclasses such as str enums or IntEnum; bool must be tested before int.
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # before int: bool subclasses it
         return "boolean"
     for cls, cls_name in _TYPE_NAMES.items():
         if isinstance(value, cls):
             return cls_name
     return type(value).__name__
-
-
-def _has_type(value: object, actual: str, expected: str) -> bool:
-    if actual == expected:
-        return True
-    if expected == "number":
-        return actual == "integer"
-    return expected == "integer" and isinstance(value, float) and value.is_integer()
-
-
-def _validate(inst: Any, schema: _Schema, path: _Path, root: _Schema, errors: _Errs) -> None:
-    if isinstance(schema, bool):
-        if not schema:
-            errors.append((path, "no value is allowed here", -1))
-        return
-    expected = schema.get("type")
-    # The exact-match test first skips the general check in the common case.
-    if expected is not None and expected != _TYPE_NAMES.get(type(inst)):
-        actual = _json_type(inst)
-        if isinstance(expected, str):
-            ok = _has_type(inst, actual, expected)
-        else:
-            ok = any(_has_type(inst, actual, name) for name in expected)
-        if not ok:
-            wanted = expected if isinstance(expected, str) else " or ".join(expected)
-            # The other keywords would only restate the mismatch.
-            errors.append((path, f"expected {wanted}, got {actual}", 0))
-            return
-    for key, value in schema.items():
-        check = _KEYWORDS.get(key)
-        if check is not None:
-            check(value, inst, path, schema, root, errors)
-
-
-# Keyword checks share one signature: (keyword value, instance, path, the enclosing schema,
-# root schema, errors). Each ignores instances of types the keyword does not apply to.
-
-
-def _ref(ref: str, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs) -> None:
-    _validate(inst, _resolve(root, ref), path, root, errors)
-
-
-def _enum(
-    allowed: list[Any], inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if type(inst) is str:
-        if inst in allowed:  # a str only ever equals a str, so == is JSON equality here
-            return
-    else:
-        key = _json_key(inst)
-        if any(key == _json_key(option) for option in allowed):
-            return
-    errors.append((path, f"must be one of {_render(allowed)}, got {_show(inst)}", 1))
-
-
-def _const(
-    expected: Any, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if _json_key(inst) != _json_key(expected):
-        errors.append((path, f"must be {_render(expected)}, got {_show(inst)}", 1))
-
-
-def _properties(
-    props: _Obj, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if isinstance(inst, dict):
-        for name, sub in props.items():
-            if name in inst:
-                _validate(inst[name], sub, (*path, name), root, errors)
-
-
-def _pattern_properties(
-    patterns: _Obj, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if isinstance(inst, dict):
-        for pattern, sub in patterns.items():
-            regex = _regex(pattern)
-            for name, value in inst.items():
-                if regex.search(name):
-                    _validate(value, sub, (*path, name), root, errors)
-
-
-def _additional_properties(
-    sub: _Schema, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if not isinstance(inst, dict):
-        return
-    props = schema.get("properties", {})
-    regexes = [_regex(pattern) for pattern in schema.get("patternProperties", ())]
-    for name, value in inst.items():
-        if name in props or (regexes and any(regex.search(name) for regex in regexes)):
-            continue
-        if sub is False:
-            errors.append((path, f"unexpected property {name!r}", -1))
-        else:
-            _validate(value, sub, (*path, name), root, errors)
-
-
-def _required(
-    names: list[str], inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if isinstance(inst, dict):
-        for name in names:
-            if name not in inst:
-                errors.append((path, f"missing required property {name!r}", -1))
-
-
-def _items(
-    sub: _Schema, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if not isinstance(inst, list | tuple):
-        return
-    start = len(schema.get("prefixItems", ()))
-    if sub is False:
-        # The usual closed-tuple idiom; "at most N items" says more than N "not allowed"s.
-        if len(inst) > start:
-            errors.append((path, f"must have at most {_count(start, 'item')}, got {len(inst)}", -1))
-        return
-    for index in range(start, len(inst)):
-        _validate(inst[index], sub, (*path, index), root, errors)
-
-
-def _prefix_items(
-    subs: list[_Schema], inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if isinstance(inst, list | tuple):
-        for index, (value, sub) in enumerate(zip(inst, subs, strict=False)):
-            _validate(value, sub, (*path, index), root, errors)
-
-
-def _unique_items(
-    unique: bool, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if not unique or not isinstance(inst, list | tuple):
-        return
-    first_seen: dict[Hashable, int] = {}
-    for index, value in enumerate(inst):
-        first = first_seen.setdefault(_json_key(value), index)
-        if first != index:
-            message = f"items must be unique, but [{first}] and [{index}] are equal"
-            errors.append((path, message, -1))
-            return
-
-
-def _pattern(
-    pattern: str, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if isinstance(inst, str) and not _regex(pattern).search(inst):
-        errors.append((path, f"must match pattern {pattern!r}, got {_show(inst)}", -1))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _bound(
-    kind: type[Any] | tuple[type[Any], ...],
-    fails: Callable[[Any, Any], bool],
-    relation: str,
-    unit: str = "",
-) -> _Check:
-    """Make a min/max check for ``kind`` values.
-
-    It bounds the value's size when ``unit`` names what is counted, else the number itself;
-    ``fails(measure, limit)`` tells when the bound is broken.
-    """
-
-    def check(
-        limit: Any, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-    ) -> None:
-        if isinstance(inst, kind) and not isinstance(inst, bool):
-            measure = len(inst) if unit else inst
-            if fails(measure, limit):
-                wanted = (
-                    f"have {relation} {_count(limit, unit)}" if unit else f"be {relation} {limit}"
-                )
-                errors.append((path, f"must {wanted}, got {measure}", -1))
-
-    return check
-
-
-def _multiple_of(
-    factor: float, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    if not _is_number(inst):
-        return
-    if isinstance(inst, int) and isinstance(factor, int):
-        ok = inst % factor == 0
-    elif not math.isfinite(inst):
-        ok = False
-    else:
-        # Binary floats make 0.3 % 0.1 != 0; compare the decimal numbers the JSON text spelled.
-        ok = Fraction(repr(inst)) % Fraction(repr(factor)) == 0
-    if not ok:
-        errors.append((path, f"must be a multiple of {factor}, got {inst}", -1))
-
-
-def _all_of(
-    subs: list[_Schema], inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    for sub in subs:
-        _validate(inst, sub, path, root, errors)
-
-
-def _any_of(
-    subs: list[_Schema], inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    failures: list[_Errs] = []
-    for sub in subs:
-        branch: _Errs = []
-        _validate(inst, sub, path, root, branch)
-        if not branch:
-            return
-        failures.append(branch)
-    errors.extend(_no_match(failures, path))
-
-
-def _one_of(
-    subs: list[_Schema], inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs
-) -> None:
-    failures: list[_Errs] = []
-    matches: list[int] = []
-    for index, sub in enumerate(subs):
-        branch: _Errs = []
-        _validate(inst, sub, path, root, branch)
-        if branch:
-            failures.append(branch)
-        else:
-            matches.append(index)
-    if not matches:
-        errors.extend(_no_match(failures, path))
-    elif len(matches) > 1:
-        which = ", ".join(map(str, matches))
-        message = f"must match exactly one of the allowed schemas, but matches {len(matches)}"
-        errors.append((path, f"{message} (oneOf indexes {which})", -1))
-
-
-def _not(sub: _Schema, inst: Any, path: _Path, schema: _Obj, root: _Schema, errors: _Errs) -> None:
-    branch: _Errs = []
-    _validate(inst, sub, path, root, branch)
-    if not branch:
-        errors.append((path, f"must not match {_show(sub)}", -1))
-
-
-def _no_match(failures: list[_Errs], path: _Path) -> _Errs:
-    """Explain why no anyOf/oneOf branch matched, in one error where possible.
-
-    Branches ruled out by the value's type or tag (``null`` in ``Optional[Model]`` given an
-    object, the other members of a discriminated union) are beside the point: if one branch is
-    left, its own errors are what the model needs to see; else it gets the first reason each
-    remaining branch failed.
-    """
-    depth = len(path)
-    viable = [
-        branch
-        for branch in failures
-        if not any(len(at) - depth <= reach for at, _, reach in branch)
-    ]
-    if len(viable) == 1:
-        return viable[0]
-    reasons: dict[str, None] = {}  # ordered and deduplicated
-    for at, message, _ in (branch[0] for branch in viable or failures):
-        relative = _format_path(at[depth:], "")
-        reasons[f"{relative}: {message}" if relative else message] = None
-    summary = f"does not match any of the allowed schemas ({'; '.join(reasons)})"
-    # Ruled out as a whole, the union can in turn rule out an enclosing union's branch.
-    return [(path, summary, -1 if viable else 0)]
-
-
-_KEYWORDS: Final[dict[str, _Check]] = {
-    "$ref": _ref,
-    "enum": _enum,
-    "const": _const,
-    "properties": _properties,
-    "patternProperties": _pattern_properties,
-    "additionalProperties": _additional_properties,
-    "required": _required,
-    "minProperties": _bound(dict, operator.lt, "at least", "property"),
-    "maxProperties": _bound(dict, operator.gt, "at most", "property"),
-    "items": _items,
-    "prefixItems": _prefix_items,
-    "minItems": _bound((list, tuple), operator.lt, "at least", "item"),
-    "maxItems": _bound((list, tuple), operator.gt, "at most", "item"),
-    "uniqueItems": _unique_items,
-    "minLength": _bound(str, operator.lt, "at least", "character"),
-    "maxLength": _bound(str, operator.gt, "at most", "character"),
-    "pattern": _pattern,
-    "minimum": _bound((int, float), operator.lt, ">="),
-    "maximum": _bound((int, float), operator.gt, "<="),
-    "exclusiveMinimum": _bound((int, float), operator.le, ">"),
-    "exclusiveMaximum": _bound((int, float), operator.ge, "<"),
-    "multipleOf": _multiple_of,
-    "allOf": _all_of,
-    "anyOf": _any_of,
-    "oneOf": _one_of,
-    "not": _not,
-}
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-@lru_cache(maxsize=1024)
-def _pointer(ref: str) -> tuple[str, ...] | None:
-    """Split a local ``$ref`` into JSON pointer tokens; None if it is not a local pointer."""
-    if not ref.startswith("#"):
-        return None
-    fragment = unquote(ref[1:])
-    if not fragment:
-        return ()
-    if not fragment.startswith("/"):
-        return None
-    return tuple(t.replace("~1", "/").replace("~0", "~") for t in fragment[1:].split("/"))
-
-
-def _resolve(root: _Schema, ref: str) -> _Schema:
-    tokens = _pointer(ref)
-    if tokens is None:
-        raise SchemaError(f"unsupported $ref {ref!r}: only JSON pointers into the schema ('#/...')")
-    node: Any = root
-    for token in tokens:
-        if isinstance(node, Mapping) and token in node:
-            node = node[token]
-        elif (
-            isinstance(node, list)
-            and token.isascii()
-            and token.isdigit()
-            and int(token) < len(node)
-        ):
-            node = node[int(token)]
-        else:
-            raise SchemaError(f"$ref {ref!r} does not resolve")
-    if not isinstance(node, bool | Mapping):
-        raise SchemaError(f"$ref {ref!r} points to {_json_type(node)}, not a schema")
-    return node
 
 
 def _json_key(value: Any) -> Hashable:
@@ -467,6 +560,11 @@ def _json_key(value: Any) -> Hashable:
 
 
 def _format_path(path: _Path, start: str = "$") -> str:
+    if len(path) > 20:  # the middle of a path thousands of levels deep says nothing
+        return (
+            f"{_format_path(path[:8], start)}…{len(path) - 16:,} levels…"
+            f"{_format_path(path[-8:], '')}"
+        )
     parts = [start]
     for part in path:
         if isinstance(part, int):
@@ -474,27 +572,65 @@ def _format_path(path: _Path, start: str = "$") -> str:
         elif part.isidentifier():
             parts.append(f".{part}")
         else:
-            parts.append(f"[{part!r}]")
+            parts.append(f"[{_show(part)}]")
     return "".join(parts)
 
 
-def _render(value: Any) -> str:
-    """Python-ish repr that spells null/true/false as JSON does, since the reader writes JSON."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(map(_render, value)) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k!r}: {_render(v)}" for k, v in value.items()) + "}"
-    return repr(value)
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _format_pointer(path: _Path) -> str:
+    return "".join(["#", *(f"/{_escape(str(part))}" for part in path)])
 
 
 def _show(value: Any, limit: int = 60) -> str:
-    """Render an offending value, cut short: a long string should not swamp the message."""
-    text = _render(value)
+    """A value as the reader writes it (null/true/false as JSON does), cut at about `limit`
+    characters: built piece by piece, so a 100,000-value enum costs no more than a short one."""
+    pieces: list[str] = []
+    budget = [limit]
+
+    def emit(text: str) -> bool:
+        pieces.append(text)
+        budget[0] -= len(text)
+        return budget[0] > 0
+
+    def render(item: Any, depth: int) -> bool:
+        if item is None:
+            return emit("null")
+        if isinstance(item, bool):
+            return emit("true" if item else "false")
+        if isinstance(item, int) and item.bit_length() > 200:
+            return emit(f"<integer of {_digits(item)} digits>")
+        if isinstance(item, str):
+            return emit(repr(item[: budget[0] + 2]))
+        if isinstance(item, list | tuple | dict) and depth > 20:
+            return emit("...")
+        if isinstance(item, list | tuple):
+            if not emit("["):
+                return False
+            for index, member in enumerate(item):
+                if (index and not emit(", ")) or not render(member, depth + 1):
+                    return False
+            return emit("]")
+        if isinstance(item, dict):
+            if not emit("{"):
+                return False
+            for index, (key, member) in enumerate(item.items()):
+                if index and not emit(", "):
+                    return False
+                if not render(key, depth + 1) or not emit(": ") or not render(member, depth + 1):
+                    return False
+            return emit("}")
+        return emit(repr(item))
+
+    render(value, 0)
+    text = "".join(pieces)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _digits(value: int) -> int:
+    return int(value.bit_length() * 0.30103) + 1
 
 
 def _count(n: int, noun: str) -> str:
@@ -503,131 +639,5 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
-# --- schema checking -------------------------------------------------------------------------
-
-_SUBSCHEMA: Final = frozenset({"additionalProperties", "items", "not"})
-_SUBSCHEMA_MAP: Final = frozenset({"properties", "patternProperties", "$defs", "definitions"})
-_SUBSCHEMA_LIST: Final = frozenset({"prefixItems", "allOf", "anyOf", "oneOf"})
-_COUNTS: Final = frozenset(
-    {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
-)
-_NUMBERS: Final = frozenset(
-    {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
-)
-
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-def _check(
-    schema: object, where: str, root: _Schema, nodes: dict[int, tuple[Mapping[str, Any], str]]
-) -> None:
-    if isinstance(schema, bool):
-        return
-    if not isinstance(schema, Mapping):
-        raise SchemaError(
-            f"{where}: expected a schema (object or boolean), got {_json_type(schema)}"
-        )
-    if id(schema) in nodes:
-        return
-    nodes[id(schema)] = (schema, where)
-    for key, value in schema.items():
-        at = f"{where}/{_escape(key)}"
-        if key in _SUBSCHEMA:
-            if key == "items" and isinstance(value, list):
-                raise SchemaError(f"{at}: must be a schema (use prefixItems for tuples)")
-            _check(value, at, root, nodes)
-        elif key in _SUBSCHEMA_MAP:
-            if not isinstance(value, Mapping):
-                raise SchemaError(f"{at}: must be an object, got {_json_type(value)}")
-            for name, sub in value.items():
-                if key == "patternProperties":
-                    _check_regex(name, f"{at}/{_escape(name)}")
-                _check(sub, f"{at}/{_escape(name)}", root, nodes)
-        elif key in _SUBSCHEMA_LIST:
-            if not isinstance(value, list) or not value:
-                raise SchemaError(f"{at}: must be a non-empty array of schemas")
-            for index, sub in enumerate(value):
-                _check(sub, f"{at}/{index}", root, nodes)
-        elif key in _COUNTS:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise SchemaError(f"{at}: must be a non-negative integer, got {_show(value)}")
-        elif key in _NUMBERS:
-            if not _is_number(value):
-                raise SchemaError(f"{at}: must be a number, got {_show(value)}")
-            if key == "multipleOf" and value <= 0:
-                raise SchemaError(f"{at}: must be greater than 0, got {_show(value)}")
-        elif key == "type":
-            _check_type(value, at)
-        elif key == "enum":
-            if not isinstance(value, list):
-                raise SchemaError(f"{at}: must be an array, got {_json_type(value)}")
-        elif key == "required":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise SchemaError(f"{at}: must be an array of strings, got {_show(value)}")
-        elif key == "uniqueItems":
-            if not isinstance(value, bool):
-                raise SchemaError(f"{at}: must be a boolean, got {_show(value)}")
-        elif key == "pattern":
-            _check_regex(value, at)
-        elif key == "$ref":
-            if not isinstance(value, str):
-                raise SchemaError(f"{at}: must be a string, got {_json_type(value)}")
-            try:
-                target = _resolve(root, value)
-            except SchemaError as exc:
-                raise SchemaError(f"{at}: {exc}") from None
-            _check(target, value, root, nodes)
-
-
-def _check_type(value: object, at: str) -> None:
-    names = value if isinstance(value, list) else [value]
-    if not names:
-        raise SchemaError(f"{at}: must not be empty")
-    for name in names:
-        if not isinstance(name, str) or name not in _JSON_TYPES:
-            allowed = ", ".join(sorted(_JSON_TYPES))
-            raise SchemaError(f"{at}: {_show(name)} is not a JSON type (one of {allowed})")
-
-
-def _check_regex(pattern: object, at: str) -> None:
-    if not isinstance(pattern, str):
-        raise SchemaError(f"{at}: must be a string, got {_json_type(pattern)}")
-    try:
-        _regex(pattern)
-    except re.error as exc:
-        raise SchemaError(f"{at}: invalid regular expression {pattern!r}: {exc}") from None
-
-
-def _in_place(node: Mapping[str, Any], root: _Schema) -> Iterator[_Schema]:
-    """Subschemas applied to the same value as ``node`` (rather than to a part of it)."""
-    ref = node.get("$ref")
-    if ref is not None:
-        yield _resolve(root, ref)
-    for key in ("allOf", "anyOf", "oneOf"):
-        yield from node.get(key, ())
-    if "not" in node:
-        yield node["not"]
-
-
-def _check_loops(
-    node: _Schema,
-    where: str,
-    root: _Schema,
-    nodes: dict[int, tuple[Mapping[str, Any], str]],
-    finished: dict[int, bool],
-) -> None:
-    # Depth-first search over in-place edges: revisiting an unfinished node closes a loop that
-    # validate() would follow forever without consuming any of the instance.
-    if isinstance(node, bool):
-        return
-    state = finished.get(id(node))
-    if state is False:
-        raise SchemaError(f"{where}: $ref loop that never descends into the value")
-    if state is None:
-        finished[id(node)] = False
-        for sub in _in_place(node, root):
-            if not isinstance(sub, bool):
-                _check_loops(sub, nodes[id(sub)][1], root, nodes, finished)
-        finished[id(node)] = True
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0][:300]

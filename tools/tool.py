@@ -232,21 +232,26 @@ def define_tool(
     """
     if not callable(implementation):
         raise ToolDefinitionError(f"tool {name!r}: implementation must be callable")
+    if not isinstance(parameters, Mapping):
+        raise ToolDefinitionError(
+            f"tool {name!r}: the parameters schema must be a JSON object (a dict), "
+            f"got {type(parameters).__name__}"
+        )
     schema = dict(parameters)
-    try:
-        json_schema.check_schema(schema)
-    except json_schema.SchemaError as error:
-        raise ToolDefinitionError(f"tool {name!r}: invalid parameters schema: {error}") from error
     if schema.get("type", "object") != "object":
         raise ToolDefinitionError(
             f"tool {name!r}: the parameters schema must describe an object, "
-            f"got type {schema.get('type')!r}"
+            f"got type {_clipped(schema.get('type'))}"
         )
     schema.setdefault("type", "object")
     schema.setdefault("properties", {})
+    try:
+        validator = json_schema.SchemaValidator(schema)  # compiled once, for every call
+    except json_schema.SchemaError as error:
+        raise ToolDefinitionError(f"tool {name!r}: invalid parameters schema: {error}") from error
 
     def bind(tool_name: str, arguments: Mapping[str, Any]) -> BoundArguments:
-        problems = json_schema.validate(arguments, schema)
+        problems = validator.errors(arguments)
         if problems:
             raise ToolArgumentsError(tool_name, problems)
         return BoundArguments((), dict(arguments))
@@ -261,6 +266,11 @@ def define_tool(
         retries=retries,
         sequential=sequential,
     )
+
+
+def _clipped(value: object, limit: int = 80) -> str:
+    text = _safe_repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def render_result(value: object) -> str:

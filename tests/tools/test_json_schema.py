@@ -1,4 +1,5 @@
-"""Tests for agentkit.tools.json_schema: keyword semantics, error messages, refs, check_schema."""
+"""Tests for agentkit.tools.json_schema (jsonschema-rs underneath): keyword semantics, the short
+path-carrying messages a model reads, refs, check_schema, and hostile schemas and instances."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
+import jsonschema_rs
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
 from agentkit.tools import json_schema
-from agentkit.tools.json_schema import SchemaError, check_schema, validate
+from agentkit.tools.json_schema import SchemaError, SchemaValidator, check_schema, validate
 
 
 class Level(enum.IntEnum):
@@ -52,7 +54,8 @@ TYPE_CASES: list[Case] = [
     ({"type": "object"}, {}, []),
     ({"type": "object"}, [], ["$: expected object, got array"]),
     ({"type": ["string", "null"]}, None, []),
-    ({"type": ["string", "null"]}, 3, ["$: expected string or null, got integer"]),
+    # jsonschema-rs names the types in alphabetical order.
+    ({"type": ["string", "null"]}, 3, ["$: expected null or string, got integer"]),
     ({"type": ["integer", "boolean"]}, True, []),
     ({"type": ["number"]}, False, ["$: expected number, got boolean"]),
     # A type mismatch is reported alone, not restated by the other keywords.
@@ -260,7 +263,8 @@ NUMBER_CASES: list[Case] = [
     ({"multipleOf": 0.01}, 19.99, []),
     ({"multipleOf": 0.1}, 0.35, ["$: must be a multiple of 0.1, got 0.35"]),
     ({"multipleOf": 0.5}, 3, []),
-    ({"multipleOf": 1}, float("inf"), ["$: must be a multiple of 1, got inf"]),
+    # Not JSON at all (the model's output never holds one: agentkit.untrusted rejects it).
+    ({"multipleOf": 1}, float("inf"), ["$: inf is not a JSON number"]),
     # Numeric keywords ignore non-numbers, booleans included.
     ({"minimum": 5}, "1", []),
     ({"minimum": 5}, True, []),
@@ -503,18 +507,34 @@ RECURSIVE_CASES: list[Case] = [
 )
 def test_validate(schema: Any, instance: Any, expected: list[str]) -> None:
     check_schema(schema)
-    assert validate(instance, schema) == expected
+    # The order of several problems is jsonschema-rs's (keyword order), not part of the contract.
+    assert sorted(validate(instance, schema)) == sorted(expected)
 
 
 @pytest.mark.parametrize(
-    "keyword",
-    ["format", "title", "description", "default", "examples", "x-vendor", "contentMediaType"],
+    ("keyword", "value"),
+    [
+        ("format", "email"),
+        ("title", "T"),
+        ("description", "d"),
+        ("default", {"weird": ["value"]}),
+        ("examples", [{"weird": ["value"]}]),
+        ("x-vendor", {"weird": ["value"]}),
+        ("contentMediaType", "application/json"),
+    ],
 )
-def test_annotations_and_unknown_keywords_are_ignored(keyword: str) -> None:
-    schema = {"type": "string", keyword: {"weird": ["value"]}}
+def test_annotations_and_unknown_keywords_are_ignored(keyword: str, value: Any) -> None:
+    schema = {"type": "string", keyword: value}
     check_schema(schema)
     assert validate("not-an-email", {**schema, "format": "email"}) == []
     assert validate(1, schema) == ["$: expected string, got integer"]
+
+
+def test_annotations_of_the_wrong_type_are_schema_errors() -> None:
+    # The draft's meta-schema says what an annotation holds; a foreign schema breaking it is
+    # refused when the tool is defined rather than sent to the model.
+    with pytest.raises(SchemaError, match="#/title: expected string, got object"):
+        check_schema({"type": "string", "title": {"weird": ["value"]}})
 
 
 def test_errors_are_collected_across_the_instance() -> None:
@@ -526,9 +546,9 @@ def test_errors_are_collected_across_the_instance() -> None:
         },
         "required": ["name", "b"],
     }
-    assert validate({"name": 1, "items": [{}, {"name": "x"}, {"name": 2}]}, schema) == [
-        "$.name: expected string, got integer",
+    assert sorted(validate({"name": 1, "items": [{}, {"name": "x"}, {"name": 2}]}, schema)) == [
         "$.items[2].name: expected string, got integer",
+        "$.name: expected string, got integer",
         "$: missing required property 'b'",
     ]
 
@@ -546,29 +566,110 @@ def test_validate_does_not_mutate_the_schema() -> None:
     assert schema == LINKED_LIST
 
 
-def test_patterns_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    compiled: list[str] = []
-    real_compile = re.compile
+def test_a_validator_compiles_its_schema_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled: list[Any] = []
+    real_validator_for = jsonschema_rs.validator_for
 
-    def counting_compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
-        compiled.append(pattern)
-        return real_compile(pattern, flags)
+    def counting(schema: Any, **options: Any) -> jsonschema_rs.Validator:
+        compiled.append(schema)
+        return real_validator_for(schema, **options)
 
-    monkeypatch.setattr(json_schema.re, "compile", counting_compile)
-    schema = {"pattern": "^unique-pattern-[0-9]+$"}
+    monkeypatch.setattr(json_schema.jsonschema_rs, "validator_for", counting)
+    validator = SchemaValidator({"pattern": "^unique-pattern-[0-9]+$"})
     for _ in range(5):
-        assert validate("unique-pattern-1", schema) == []
-        assert validate("nope", schema) != []
-    assert compiled == ["^unique-pattern-[0-9]+$"]
+        assert validator.errors("unique-pattern-1") == []
+        assert validator.errors("nope") != []
+    assert len(compiled) == 1
 
 
-def test_deeply_nested_instance_is_an_error_not_a_crash() -> None:
-    instance: list[Any] = []
+def test_a_deeply_nested_instance_is_a_problem_not_a_crash() -> None:
+    instance: Any = 1
     for _ in range(10_000):
         instance = [instance]
-    assert validate(instance, {"items": {"$ref": "#"}}) == [
-        "$: value is nested too deeply to validate"
+    recursive = {"type": "array", "items": {"$ref": "#"}}
+    [problem] = validate(instance, recursive)
+    eight = "[0]" * 8
+    assert problem == f"${eight}…9,984 levels…{eight}: expected array, got integer"
+    assert validate(instance, {"type": "array"}) == []
+    assert validate([instance], {"items": {"type": "string"}}) == [
+        "$: the value is nested too deeply to validate"
     ]
+
+
+class Huge(int):
+    """An integer too long for str(), with a repr pytest can put in a test id."""
+
+    def __repr__(self) -> str:
+        return "10**5000"
+
+
+HUGE = Huge(10**5000)
+
+
+@pytest.mark.parametrize(
+    ("schema", "instance", "expected"),
+    [
+        ({"type": "integer", "maximum": 5}, HUGE, "$: an integer of about 5001 digits"),
+        ({"items": {}}, [1, {"a": Huge(-HUGE)}], "$[1].a: an integer of about 5001 digits"),
+        ({"type": "number"}, float("nan"), "$: nan is not a JSON number"),
+        ({}, {"x": [float("-inf")]}, "$.x[0]: -inf is not a JSON number"),
+        ({"type": "array"}, {1, 2}, "$: the value is not JSON data"),
+        ({"type": "object"}, {1: 2}, "$: the value is not JSON data"),
+        ({"type": "string"}, object(), "$: the value is not JSON data"),
+        ({"type": "string"}, "\ud800", "$: a string is not valid Unicode"),
+    ],
+)
+def test_hostile_instances_give_problems_not_exceptions(
+    schema: Any, instance: Any, expected: str
+) -> None:
+    [problem] = validate(instance, schema)
+    assert problem.startswith(expected)
+    assert len(problem) < 300
+
+
+def test_long_numbers_check_exactly() -> None:
+    assert validate(10**400, {"multipleOf": 0.1}) == []
+    assert validate(10**400 + 2, {"multipleOf": 3}) == []
+    assert validate(10**400, {"multipleOf": 3}) == [
+        "$: must be a multiple of 3, got <integer of 401 digits>"
+    ]
+    assert validate(10**400, {"maximum": 5}) == ["$: must be <= 5, got <integer of 401 digits>"]
+    assert validate(1e308, {"type": "number", "multipleOf": 0.1}) == []
+
+
+def test_a_backtracking_pattern_is_checked_in_linear_time() -> None:
+    validator = SchemaValidator({"type": "string", "pattern": "^(a+)+$"})
+    started = time.perf_counter()
+    [problem] = validator.errors("a" * 26 + "!")
+    assert time.perf_counter() - started < 1.0  # Python's re takes seconds, doubling per "a"
+    assert problem.startswith("$: must match pattern '^(a+)+$', got 'aaaa")
+    assert validator.errors("a" * 100_000) == []
+
+
+def test_patterns_the_linear_engine_cannot_run_are_schema_errors() -> None:
+    for pattern in ("(?=a)", "(a)\\1", "("):
+        with pytest.raises(SchemaError, match="#/pattern: invalid regular expression"):
+            check_schema({"pattern": pattern})
+
+
+def test_a_huge_enum_is_described_briefly() -> None:
+    values = [f"value-{i:06d}" for i in range(100_000)]
+    validator = SchemaValidator({"properties": {"mode": {"enum": values}}})
+    [problem] = validator.errors({"mode": "nope"})
+    assert problem.startswith("$.mode: must be one of ['value-000000', 'value-000001'")
+    assert problem.endswith("got 'nope'")
+    assert len(problem) < 300
+
+
+def test_many_problems_are_capped() -> None:
+    problems = validate(["x"] * 50_000, {"items": {"type": "integer"}})
+    assert problems[:2] == [
+        "$[0]: expected integer, got string",
+        "$[1]: expected integer, got string",
+    ]
+    assert len(problems) == 11
+    assert problems[-1] == "… and at least 991 more problems"
+    assert validate(["x"] * 12, {"items": {"type": "integer"}})[-1] == "… and 2 more problems"
 
 
 def test_five_property_object_is_fast() -> None:
@@ -585,12 +686,13 @@ def test_five_property_object_is_fast() -> None:
         "additionalProperties": False,
     }
     instance = {"name": "Ann", "age": 3, "email": "a@b.c", "active": True, "score": 1.5}
+    validator = SchemaValidator(schema)
     runs = 2000
     start = time.perf_counter()
     for _ in range(runs):
-        validate(instance, schema)
+        validator.errors(instance)
     per_call = (time.perf_counter() - start) / runs
-    # Typically ~3-4 µs; the bound only catches accidental per-call schema processing.
+    # Typically ~1 µs; the bound only catches accidental per-call schema processing.
     assert per_call < 100e-6
 
 
@@ -600,12 +702,13 @@ def test_five_property_object_is_fast() -> None:
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
-        ("#/$defs/Missing", "$ref '#/$defs/Missing' does not resolve"),
-        ("#/$defs/Name/nope", "$ref '#/$defs/Name/nope' does not resolve"),
-        ("#/prefixItems/5", "$ref '#/prefixItems/5' does not resolve"),
-        ("#/$defs/Name/type", "$ref '#/$defs/Name/type' points to string, not a schema"),
-        ("other.json#/$defs/Name", "unsupported $ref 'other.json#/$defs/Name'"),
-        ("#Name", "unsupported $ref '#Name'"),
+        ("#/$defs/Missing", "Pointer '/$defs/Missing' does not exist"),
+        ("#/$defs/Name/nope", "Pointer '/$defs/Name/nope' does not exist"),
+        ("#/prefixItems/5", "Pointer '/prefixItems/5' does not exist"),
+        ("other.json#/$defs/Name", "Resource 'other.json#/$defs/Name' is not present"),
+        ("#Name", "Anchor 'Name' does not exist"),
+        # Never fetched: a foreign schema must not make agentkit open connections.
+        ("https://example.com/schema.json", "Resource 'https://example.com/schema.json' is not"),
     ],
 )
 def test_unresolvable_ref(ref: str, message: str) -> None:
@@ -614,18 +717,29 @@ def test_unresolvable_ref(ref: str, message: str) -> None:
         "prefixItems": [True],
         "properties": {"a": {"$ref": ref}},
     }
-    with pytest.raises(SchemaError, match=re.escape(message)):
-        validate({"a": 1}, schema)
     with pytest.raises(SchemaError, match=re.escape(f"#/properties/a/$ref: {message}")):
         check_schema(schema)
+    with pytest.raises(SchemaError, match=re.escape(message)):
+        validate({"a": 1}, schema)
 
 
-def test_unresolvable_ref_on_an_unvisited_branch_is_not_reached_by_validate() -> None:
-    # validate() resolves lazily (that is what keeps it cheap); check_schema is the gate.
+def test_a_ref_to_something_not_a_schema_is_a_schema_error() -> None:
+    schema = {
+        "$defs": {"Name": {"type": "string"}},
+        "properties": {"a": {"$ref": "#/$defs/Name/type"}},
+    }
+    with pytest.raises(
+        SchemaError, match=re.escape("#/$defs/Name/type: expected boolean or object")
+    ):
+        check_schema(schema)
+
+
+def test_an_unresolvable_ref_is_found_even_on_a_branch_no_value_visits() -> None:
     schema = {"properties": {"a": {"$ref": "#/$defs/Missing"}}}
-    assert validate({"b": 1}, schema) == []
     with pytest.raises(SchemaError):
         check_schema(schema)
+    with pytest.raises(SchemaError):
+        validate({"b": 1}, schema)
 
 
 # --- check_schema ------------------------------------------------------------------------------
@@ -663,50 +777,57 @@ def test_check_schema_accepts(schema: Any) -> None:
     [
         (3, "#: expected a schema (object or boolean), got integer"),
         ([], "#: expected a schema (object or boolean), got array"),
-        ({"type": "int"}, "#/type: 'int' is not a JSON type"),
-        ({"type": ["string", 3]}, "#/type: 3 is not a JSON type"),
-        ({"type": []}, "#/type: must not be empty"),
-        ({"properties": {"a": {"items": {"type": "strin"}}}}, "#/properties/a/items/type: 'strin'"),
-        ({"properties": {"a/b~": {"type": 1}}}, "#/properties/a~1b~0/type: 1 is not a JSON type"),
-        ({"properties": []}, "#/properties: must be an object, got array"),
+        (
+            {"type": "int"},
+            "#/type: does not match any of the allowed schemas (must be one of "
+            "['array', 'boolean', 'integer', 'null', 'number', 'object', 'string'], got 'int'",
+        ),
+        ({"type": ["string", 3]}, "[1]: must be one of ['array', 'boolean'"),
+        ({"type": []}, "#/type: must have at least 1 item, got 0"),
+        (
+            {"properties": {"a": {"items": {"type": "strin"}}}},
+            "#/properties/a/items/type: does not",
+        ),
+        ({"properties": {"a/b~": {"type": 1}}}, "#/properties/a~1b~0/type: does not match"),
+        ({"properties": []}, "#/properties: expected object, got array"),
         (
             {"properties": {"a": 3}},
-            "#/properties/a: expected a schema (object or boolean), got integer",
+            "#/properties/a: expected boolean or object, got integer",
         ),
-        ({"properties": {"a": "string"}}, "#/properties/a: expected a schema"),
-        ({"required": "a"}, "#/required: must be an array of strings, got 'a'"),
-        ({"required": ["a", 1]}, "#/required: must be an array of strings, got ['a', 1]"),
-        ({"additionalProperties": "no"}, "#/additionalProperties: expected a schema"),
+        ({"properties": {"a": "string"}}, "#/properties/a: expected boolean or object, got string"),
+        ({"required": "a"}, "#/required: expected array, got string"),
+        ({"required": ["a", 1]}, "#/required/1: expected string, got integer"),
+        ({"additionalProperties": "no"}, "#/additionalProperties: expected boolean or object"),
         ({"patternProperties": {"(": {}}}, "#/patternProperties/(: invalid regular expression '('"),
-        ({"patternProperties": {"a": 1}}, "#/patternProperties/a: expected a schema"),
-        ({"items": [{"type": "string"}]}, "#/items: must be a schema (use prefixItems for tuples)"),
+        ({"patternProperties": {"a": 1}}, "#/patternProperties/a: expected boolean or object"),
+        ({"items": [{"type": "string"}]}, "#/items: expected boolean or object, got array"),
         (
             {"prefixItems": {"type": "string"}},
-            "#/prefixItems: must be a non-empty array of schemas",
+            "#/prefixItems: expected array, got object",
         ),
-        ({"anyOf": []}, "#/anyOf: must be a non-empty array of schemas"),
-        ({"oneOf": [{}, None]}, "#/oneOf/1: expected a schema (object or boolean), got null"),
-        ({"allOf": {}}, "#/allOf: must be a non-empty array of schemas"),
-        ({"not": []}, "#/not: expected a schema"),
-        ({"$defs": {"A": 3}}, "#/$defs/A: expected a schema"),
-        ({"definitions": []}, "#/definitions: must be an object, got array"),
-        ({"minLength": -1}, "#/minLength: must be a non-negative integer, got -1"),
-        ({"maxItems": 1.5}, "#/maxItems: must be a non-negative integer, got 1.5"),
-        ({"minProperties": True}, "#/minProperties: must be a non-negative integer, got true"),
-        ({"minimum": "0"}, "#/minimum: must be a number, got '0'"),
-        ({"exclusiveMinimum": True}, "#/exclusiveMinimum: must be a number, got true"),
-        ({"multipleOf": 0}, "#/multipleOf: must be greater than 0, got 0"),
-        ({"multipleOf": -2}, "#/multipleOf: must be greater than 0, got -2"),
+        ({"anyOf": []}, "#/anyOf: must have at least 1 item, got 0"),
+        ({"oneOf": [{}, None]}, "#/oneOf/1: expected boolean or object, got null"),
+        ({"allOf": {}}, "#/allOf: expected array, got object"),
+        ({"not": []}, "#/not: expected boolean or object, got array"),
+        ({"$defs": {"A": 3}}, "#/$defs/A: expected boolean or object, got integer"),
+        ({"definitions": []}, "#/definitions: expected object, got array"),
+        ({"minLength": -1}, "#/minLength: must be >= 0, got -1"),
+        ({"maxItems": 1.5}, "#/maxItems: expected integer, got number"),
+        ({"minProperties": True}, "#/minProperties: expected integer, got boolean"),
+        ({"minimum": "0"}, "#/minimum: expected number, got string"),
+        ({"exclusiveMinimum": True}, "#/exclusiveMinimum: expected number, got boolean"),
+        ({"multipleOf": 0}, "#/multipleOf: must be > 0, got 0"),
+        ({"multipleOf": -2}, "#/multipleOf: must be > 0, got -2"),
         ({"pattern": "("}, "#/pattern: invalid regular expression '('"),
-        ({"pattern": 5}, "#/pattern: must be a string, got integer"),
-        ({"uniqueItems": "yes"}, "#/uniqueItems: must be a boolean, got 'yes'"),
-        ({"enum": "a"}, "#/enum: must be an array, got string"),
-        ({"$ref": 3}, "#/$ref: must be a string, got integer"),
-        ({"$ref": "#/$defs/A"}, "#/$ref: $ref '#/$defs/A' does not resolve"),
+        ({"pattern": 5}, "#/pattern: expected string, got integer"),
+        ({"uniqueItems": "yes"}, "#/uniqueItems: expected boolean, got string"),
+        ({"enum": "a"}, "#/enum: expected array, got string"),
+        ({"$ref": 3}, "#/$ref: expected string, got integer"),
+        ({"$ref": "#/$defs/A"}, "#/$ref: Pointer '/$defs/A' does not exist"),
         # A schema reached only through $ref is checked too.
-        ({"x-lib": {"S": {"type": "str"}}, "$ref": "#/x-lib/S"}, "#/x-lib/S/type: 'str'"),
+        ({"x-lib": {"S": {"type": "str"}}, "$ref": "#/x-lib/S"}, "#/x-lib/S/type: "),
         # Loops that would make validate() recurse forever.
-        ({"$ref": "#"}, "$ref loop"),
+        ({"$ref": "#"}, "#: $ref loop that never descends into the value"),
         (
             {"properties": {"a": {"$ref": "#/properties/a"}}},
             "#/properties/a: $ref loop that never descends into the value",
@@ -725,7 +846,7 @@ def test_check_schema_rejects(schema: Any, message: str) -> None:
 
 
 def test_schema_error_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="not a JSON type"):
+    with pytest.raises(ValueError, match="got 'text'"):
         check_schema({"type": "text"})
 
 
