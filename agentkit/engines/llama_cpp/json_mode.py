@@ -26,7 +26,9 @@ from agentkit.engines.base import (
     ToolCallRequested,
     ToolDefinition,
 )
+from agentkit.engines.llama_cpp import output_json
 from agentkit.messages import ToolCall
+from agentkit.untrusted import UntrustedDataError
 
 __all__ = ["MAX_CALLS", "OutputSplitter", "grammar_for", "tool_instructions"]
 
@@ -200,9 +202,11 @@ def parse_tool_calls(text: str) -> list[ToolCallRequested | MalformedToolCall]:
     reported as malformed.
     """
     try:
-        data = json.loads(text)
+        data = output_json.loads(text)
     except json.JSONDecodeError as error:
         return _salvage(text, f"invalid JSON: {error}")
+    except UntrustedDataError as error:  # past a limit: the calls before it still count
+        return _salvage(text, error.problem)
     calls = data.get("tool_calls") if isinstance(data, dict) else None
     if not isinstance(calls, list) or not calls:
         return [MalformedToolCall(text, '"tool_calls" must be a non-empty list')]
@@ -221,7 +225,6 @@ def _call_event(call: object) -> ToolCallRequested | MalformedToolCall:
 
 def _salvage(text: str, reason: str) -> list[ToolCallRequested | MalformedToolCall]:
     """The complete calls at the start of a cut-off tool-call object, then the rest."""
-    decoder = json.JSONDecoder()
     start = text.find("[")
     events: list[ToolCallRequested | MalformedToolCall] = []
     position = start + 1
@@ -229,8 +232,8 @@ def _salvage(text: str, reason: str) -> list[ToolCallRequested | MalformedToolCa
         while position < len(text) and text[position] in " \t\n\r,":
             position += 1
         try:
-            call, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError:
+            call, position = output_json.raw_decode(text, position)
+        except (json.JSONDecodeError, UntrustedDataError):
             break
         events.append(_call_event(call))
     tail = text[position:] if events else text

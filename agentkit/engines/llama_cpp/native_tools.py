@@ -28,9 +28,11 @@ from typing import Any, Literal, TypeAlias
 from pydantic import ValidationError
 
 from agentkit.engines.base import MalformedToolCall, TextDelta, ToolCallRequested
+from agentkit.engines.llama_cpp import output_json
 from agentkit.engines.llama_cpp.prompting.formats import Segment
 from agentkit.engines.llama_cpp.prompting.jinja import JinjaPromptFormat
 from agentkit.messages import ToolCall
+from agentkit.untrusted import UntrustedDataError
 
 __all__ = [
     "HERMES",
@@ -221,9 +223,11 @@ def _parse_tagged(text: str) -> list[Event]:
         if not closed:  # a cut end tag may follow complete JSON
             body = body[: len(body) - _held_back(body, ("</tool_call>",))]
         try:
-            value = json.loads(body)
+            value = output_json.loads(body)
         except json.JSONDecodeError as error:
             events.append(MalformedToolCall(raw, _json_problem(error, cut=not closed)))
+        except UntrustedDataError as error:
+            events.append(MalformedToolCall(raw, error.problem))
         else:
             events.append(_call_event(value, raw))
         position = match.end()
@@ -234,7 +238,6 @@ def _parse_tagged(text: str) -> list[Event]:
 def _parse_json(text: str) -> list[Event]:
     """A JSON array of calls, or call objects one after another (separated by `;` or space)."""
     text = text.strip()
-    decoder = json.JSONDecoder()
     in_array = text.startswith("[")
     events: list[Event] = []
     position = 1 if in_array else 0
@@ -247,10 +250,13 @@ def _parse_json(text: str) -> list[Event]:
             _add_text(text[position + 1 :], events)
             break
         try:
-            value, end = decoder.raw_decode(text, position)
+            value, end = output_json.raw_decode(text, position)
         except json.JSONDecodeError as error:
             cut = error.pos >= len(text) or error.msg.startswith("Unterminated")
             events.append(MalformedToolCall(text[position:], _json_problem(error, cut=cut)))
+            break
+        except UntrustedDataError as error:
+            events.append(MalformedToolCall(text[position:], error.problem))
             break
         items = value if isinstance(value, list) else [value]
         raw = text[position:end]
@@ -265,8 +271,8 @@ def _bare_calls(text: str) -> list[Event] | None:
     """Calls from an output that opened like bare JSON calls, or None if it is an answer."""
     stripped = text.strip()
     try:
-        value, _ = json.JSONDecoder().raw_decode(stripped)
-    except json.JSONDecodeError:
+        value, _ = output_json.raw_decode(stripped, 0)
+    except (json.JSONDecodeError, UntrustedDataError):
         compact = "".join(stripped.split())
         return _parse_json(stripped) if compact.startswith(('{"name":', '[{"name":')) else None
     items = value if isinstance(value, list) else [value]

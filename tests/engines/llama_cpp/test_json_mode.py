@@ -139,3 +139,48 @@ def test_parse_tool_calls_rejects_bad_shapes(text: str, reason: str) -> None:
 def test_non_object_arguments_are_kept_as_text() -> None:
     [event] = parse_tool_calls('{"tool_calls": [{"name": "f", "arguments": [1, 2]}]}')
     assert isinstance(event, ToolCallRequested) and event.call.arguments == "[1, 2]"
+
+
+# Hostile model output: past agentkit.untrusted's limits it is a MalformedToolCall (the
+# invalid-request path), never RecursionError, ValueError or a float infinity.
+HOSTILE_ARGUMENTS = {
+    "deep": "[" * 5000 + "]" * 5000,
+    "past-the-stack": "[" * 100_000 + "]" * 100_000,
+    "just-past-the-limit": "[" * 150 + "]" * 150,
+    "long-integer": "1" * 5000,
+    "float-overflow": "1e400",
+    "nan": "NaN",
+    "infinity": "-Infinity",
+}
+
+
+@pytest.mark.parametrize("arguments", HOSTILE_ARGUMENTS.values(), ids=HOSTILE_ARGUMENTS.keys())
+def test_hostile_arguments_are_malformed_calls(arguments: str) -> None:
+    text = '{"tool_calls": [{"name": "f", "arguments": {"x": ' + arguments + "}}]}"
+    [event] = parse_tool_calls(text)
+    assert isinstance(event, MalformedToolCall)
+    assert event.raw == text and event.reason
+
+
+@pytest.mark.parametrize("arguments", HOSTILE_ARGUMENTS.values(), ids=HOSTILE_ARGUMENTS.keys())
+def test_hostile_arguments_after_a_cut_keep_the_complete_calls(arguments: str) -> None:
+    good = '{"name": "a", "arguments": {"x": 1}}'
+    text = '{"tool_calls": [' + good + ', {"name": "f", "arguments": {"x": ' + arguments
+    first, second = parse_tool_calls(text)
+    assert isinstance(first, ToolCallRequested) and first.call.arguments == {"x": 1}
+    assert isinstance(second, MalformedToolCall)
+
+
+def test_hostile_output_through_the_splitter() -> None:
+    splitter = OutputSplitter(tools_offered=True)
+    splitter.feed('{"tool_calls": [{"name": "f", "arguments": {"x": ' + "[" * 100_000)
+    splitter.feed("]" * 100_000 + "}}]}")
+    [event] = splitter.finish()
+    assert isinstance(event, MalformedToolCall)
+
+
+def test_limits_leave_ordinary_numbers_alone() -> None:
+    text = '{"tool_calls": [{"name": "f", "arguments": {"x": 1e300, "y": ' + "9" * 300 + "}}]}"
+    [event] = parse_tool_calls(text)
+    assert isinstance(event, ToolCallRequested)
+    assert event.call.arguments == {"x": 1e300, "y": int("9" * 300)}

@@ -762,3 +762,40 @@ def test_no_tools_offered_is_plain_text_for_every_format() -> None:
         splitter: NativeSplitter = tool_format.splitter(False)
         output = '{"name": "x", "parameters": {}} [TOOL_CALLS]'
         assert outcome([*splitter.feed(output), *splitter.finish()]) == [("text", output)]
+
+
+# Hostile model output: past agentkit.untrusted's limits it is a MalformedToolCall (the
+# invalid-request path), never RecursionError, ValueError or a float infinity.
+HOSTILE_VALUES = {
+    "deep": "[" * 5000 + "]" * 5000,
+    "past-the-stack": "[" * 100_000 + "]" * 100_000,
+    "long-integer": "1" * 5000,
+    "float-overflow": "1e400",
+    "nan": "NaN",
+}
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES.values(), ids=HOSTILE_VALUES.keys())
+@pytest.mark.parametrize(
+    ("tool_format", "template"),
+    [
+        (HERMES, '<tool_call>\n{{"name": "f", "arguments": {{"x": {}}}}}\n</tool_call>'),
+        (LLAMA3, '<|python_tag|>{{"name": "f", "parameters": {{"x": {}}}}}'),
+        (LLAMA3, '{{"name": "f", "parameters": {{"x": {}}}}}'),  # bare, without the tag
+        (MISTRAL, '[TOOL_CALLS][{{"name": "f", "arguments": {{"x": {}}}}}]'),
+    ],
+    ids=["hermes", "llama3-tagged", "llama3-bare", "mistral"],
+)
+def test_hostile_values_are_malformed_calls(
+    tool_format: ToolFormat, template: str, value: str
+) -> None:
+    events = run(tool_format, template.format(value))
+    assert any(isinstance(event, MalformedToolCall) for event in events), events
+    assert not any(isinstance(event, ToolCallRequested) for event in events)
+
+
+def test_hostile_call_after_a_good_one_keeps_the_good_one() -> None:
+    hostile = '{"name": "f", "parameters": {"x": ' + "1" * 5000 + "}}"
+    events = run(LLAMA3, '<|python_tag|>{"name": "g", "parameters": {}}; ' + hostile)
+    assert outcome(events)[0] == ("call", "g", {})
+    assert isinstance(events[-1], MalformedToolCall) and "digits" in events[-1].reason
