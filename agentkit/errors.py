@@ -175,12 +175,12 @@ class ToolResultTooLongError(InvalidToolRequest):
 
 
 class ToolTimeoutError(InvalidToolRequest):
-    """The tool did not finish within its timeout and was cancelled."""
+    """The tool did not finish within its timeout: it timed out and was cancelled."""
 
     kind = "timeout"
 
     def __init__(self, tool_name: str, timeout: float) -> None:
-        super().__init__(f"Tool {tool_name!r} did not finish within {timeout:g} s and was stopped.")
+        super().__init__(f"Tool {tool_name!r} timed out after {timeout:g} s and was stopped.")
         self.tool_name = tool_name
         self.timeout = timeout
 
@@ -240,8 +240,9 @@ def cap_problems(
         else:
             more += 1
     if more or at_least:
-        count = f"at least {more + 1}" if at_least else str(more)
-        shown.append(f"… and {count} more problem{'' if count == '1' else 's'}")
+        count = more + 1 if at_least else more
+        plural = "" if count == 1 else "s"
+        shown.append(f"… and {'at least ' if at_least else ''}{count} more problem{plural}")
     return shown
 
 

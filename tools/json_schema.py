@@ -48,6 +48,7 @@ _DATA_KEYWORDS: Final = frozenset({"enum", "const", "default", "examples"})
 _SCHEMA_MAPS: Final = frozenset(
     {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 )
+_DEFINITIONS: Final = frozenset({"$defs", "definitions"})
 _IN_PLACE: Final = frozenset(
     {"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas"}
 )
@@ -212,11 +213,13 @@ def _check_graph(schema: dict[str, Any]) -> None:
                 if target is not None and id(target) in nodes:
                     out.append((id(target), True))
                 continue
+            if key in _DEFINITIONS:
+                continue  # applied only where referenced: reached through $ref, if at all
             for child, _ in _children(key, value, ""):
                 if id(child) in nodes:
                     out.append((id(child), key in _IN_PLACE))
         edges[key_id] = out
-    _check_loops(edges, pointers)
+    _check_loops(edges, pointers)  # every node is a start: definitions included
     _check_expansion(id(schema), edges)
 
 

@@ -13,6 +13,7 @@ import decimal
 import enum
 import functools
 import inspect
+import re
 import sys
 import types
 import typing
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import pydantic_core
 import typing_extensions
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
@@ -27,6 +29,7 @@ from pydantic.fields import FieldInfo
 from typing_extensions import is_typeddict
 
 from agentkit.errors import ToolArgumentsError, ToolDefinitionError, describe_validation_errors
+from agentkit.tools import json_schema
 from agentkit.tools.docstrings import parse_docstring
 
 __all__ = ["FunctionSignature", "analyse_function"]
@@ -145,13 +148,53 @@ def analyse_function(function: Callable[..., Any], tool_name: str) -> FunctionSi
             __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
             **fields,
         )
-        return FunctionSignature(model, tuple(positional), tuple(keyword), docs.description)
-    except (PydanticSchemaGenerationError, PydanticUserError, TypeError) as error:
-        where = next((info.alias for hint, info in fields.values() if not _fits(hint)), None)
+        result = FunctionSignature(model, tuple(positional), tuple(keyword), docs.description)
+    except (
+        PydanticSchemaGenerationError,
+        PydanticUserError,
+        pydantic_core.SchemaError,  # a bad constraint: Field(pattern="("), Field(gt="abc")
+        TypeError,
+        ValueError,
+        OverflowError,
+    ) as error:
+        where = _culprit(error, fields)
         culprit = f"parameter {where!r}" if where else "its parameters"
         raise ToolDefinitionError(
-            f"tool {label!r}: {culprit} cannot be described as JSON Schema: {error}"
+            f"tool {label!r}: {culprit} cannot be described as JSON Schema: {_reason(error)}"
         ) from error
+    try:
+        # pydantic writes some constraints it does not check into the schema as given
+        # (Field(max_length="abc") on an int); the model and its server must not get those.
+        json_schema.check_schema(result.parameters_schema)
+    except json_schema.SchemaError as error:
+        raise ToolDefinitionError(
+            f"tool {label!r}: its parameters schema is not valid JSON Schema: {error}"
+        ) from error
+    return result
+
+
+def _culprit(error: Exception, fields: dict[str, Any]) -> str | None:
+    """The parameter a schema-building error is about: pydantic-core names the field (by its
+    internal name, p0, p1, ...); else the first parameter whose type cannot be described."""
+    named = _FIELD_NAME.search(str(error))
+    if named and named.group(1) in fields:
+        info: FieldInfo = fields[named.group(1)][1]
+        return info.alias
+    return next((info.alias for hint, info in fields.values() if not _fits(hint)), None)
+
+
+def _reason(error: Exception) -> str:
+    """pydantic-core's nested "Error building ... validator" report, cut to its cause."""
+    text = str(error)
+    if isinstance(error, pydantic_core.SchemaError):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        cause = [line for line in lines if not _BUILDING.match(line)]
+        text = " ".join(cause) or text
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+_FIELD_NAME = re.compile(r'Field "(p\d+)"')
+_BUILDING = re.compile(r'^(SchemaError: )?(Error building ".*" validator:|Field "p\d+":)$')
 
 
 def _definition(function: Callable[..., Any]) -> tuple[Any, str | None]:

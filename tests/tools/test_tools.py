@@ -7,6 +7,7 @@ import functools
 import gc
 import sys
 import threading
+import time
 import types
 import typing
 import weakref
@@ -20,13 +21,20 @@ import typing_extensions
 from pydantic import BaseModel, Field
 
 from agentkit.engines.base import ToolDefinition
-from agentkit.errors import ToolArgumentsError, ToolDefinitionError
+from agentkit.errors import (
+    MAX_PROBLEM_CHARS,
+    MAX_PROBLEMS,
+    ToolArgumentsError,
+    ToolDefinitionError,
+    cap_problems,
+)
 from agentkit.tools import (
     DEFAULT_RETRIES,
     Tool,
     Toolset,
     as_tool,
     define_tool,
+    json_schema,
     render_result,
     tool,
 )
@@ -1159,6 +1167,210 @@ def test_define_tool_rejects_non_object_schemas(kind: str) -> None:
 def test_define_tool_rejects_non_callable_implementation() -> None:
     with pytest.raises(ToolDefinitionError, match="implementation must be callable"):
         define_tool("bad", "d", {"type": "object"}, "nope")  # type: ignore[arg-type]
+
+
+class _Huge(int):
+    def __repr__(self) -> str:  # str() of 5,000 digits raises
+        return "10**5000"
+
+
+HUGE = _Huge(10**5000)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"x": {"pattern": "("}}},  # invalid regex
+        {"type": "object", "properties": {"x": {"pattern": "(?<=a)b"}}},  # needs backtracking
+        {"type": "object", "properties": {"x": {"$ref": "#/properties/x"}}},  # $ref loop
+        {"type": "object", "$ref": "#"},
+        {"type": "object", "properties": {"x": {"minimum": float("nan")}}},
+        {"type": "object", "properties": {"x": {"maximum": HUGE}}},
+        {"type": "object", "properties": {"x": {"enum": {1, 2}}}},  # not JSON
+        {"type": "object", "properties": {1: {}}},
+        {"type": "object", "properties": {"x": {"$ref": "https://example.com/s.json"}}},
+    ],
+    ids=lambda schema: str(schema.get("properties", schema))[:40],
+)
+def test_define_tool_rejects_hostile_schemas(schema: dict[str, Any]) -> None:
+    with pytest.raises(ToolDefinitionError, match="tool 'bad': invalid parameters schema: #"):
+        define_tool("bad", "d", schema, lambda **kwargs: None)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"x": schema}}
+    return schema
+
+
+def _ref_chain(length: int) -> dict[str, Any]:
+    defs: dict[str, Any] = {f"d{i}": {"$ref": f"#/$defs/d{i + 1}"} for i in range(length)}
+    defs[f"d{length}"] = {"type": "integer"}
+    return {"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs}
+
+
+def _ref_doubling(levels: int) -> dict[str, Any]:
+    # Each level uses the next twice: 2**levels subschemas once the $ref are followed.
+    defs: dict[str, Any] = {
+        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
+        for i in range(levels)
+    }
+    defs[f"d{levels}"] = {"type": "integer"}
+    return {"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs}
+
+
+def test_define_tool_bounds_deep_and_expanding_schemas() -> None:
+    started = time.perf_counter()
+    for schema, message in [
+        (_nested(5_000), "nested too deeply"),
+        (_ref_doubling(40), "expands to more than 20000 subschemas"),
+    ]:
+        with pytest.raises(ToolDefinitionError, match=message):
+            define_tool("bad", "d", schema, lambda **kwargs: None)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_define_tool_accepts_long_ref_chains_and_moderate_nesting() -> None:
+    chained = define_tool("chained", "d", _ref_chain(3_000), lambda **kwargs: None)
+    assert chained.bind({"x": 1}).kwargs == {"x": 1}
+    with pytest.raises(ToolArgumentsError, match=r"\$\.x: expected integer, got string"):
+        chained.bind({"x": "1"})
+    nested = define_tool("nested", "d", _nested(50), lambda **kwargs: None)
+    with pytest.raises(ToolArgumentsError, match="expected object, got integer"):
+        nested.bind({"x": 1})
+
+
+def test_define_tool_compiles_its_schema_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    real = json_schema.jsonschema_rs.validator_for
+
+    def counting(schema: Any, **options: Any) -> Any:
+        calls.append(schema)
+        return real(schema, **options)
+
+    monkeypatch.setattr(json_schema.jsonschema_rs, "validator_for", counting)
+    made = define_tool("weather", "Get the weather.", WEATHER_SCHEMA, lambda **kwargs: None)
+    renamed = made.with_options(name="forecast")
+    for _ in range(3):
+        made.bind({"city": "Oslo"})
+        renamed.bind({"city": "Oslo"})
+        with pytest.raises(ToolArgumentsError):
+            made.bind({"city": 1})
+    assert len(calls) == 1
+
+
+def test_define_tool_rejects_a_non_mapping_schema() -> None:
+    for schema in ([], "object", 3, None):
+        with pytest.raises(ToolDefinitionError, match="must be a JSON object"):
+            define_tool("bad", "d", schema, lambda **kwargs: None)  # type: ignore[arg-type]
+
+
+# --- bad pydantic constraints --------------------------------------------------------------
+
+
+def _constrained(annotation: Any) -> Callable[..., Any]:
+    def pick(count: int, value: Any) -> None:
+        """Pick."""
+
+    pick.__annotations__["value"] = annotation
+    return pick
+
+
+@pytest.mark.parametrize(
+    ("annotation", "reason"),
+    [
+        (Annotated[str, Field(pattern="(")], "unclosed group"),
+        (Annotated[str, Field(pattern="(?=a)")], "look-around"),
+        (Annotated[int, Field(gt="abc")], "'gt' must be coercible to an integer"),
+        (Annotated[float, Field(multiple_of="x")], "must be real number"),
+        (Annotated[str, Field(min_length=-1)], "OverflowError"),
+        (Annotated[list[int], Field(min_length="a")], "cannot be interpreted as an integer"),
+    ],
+    ids=["pattern", "lookahead", "gt", "multiple_of", "min_length", "list_min_length"],
+)
+def test_bad_field_constraints_are_tool_definition_errors(annotation: Any, reason: str) -> None:
+    with pytest.raises(ToolDefinitionError) as caught:
+        tool(_constrained(annotation))
+    message = str(caught.value)
+    assert message.startswith("tool '")
+    assert "pick': parameter 'value' cannot be described as JSON Schema" in message
+    assert reason in message
+    assert "Error building" not in message  # pydantic-core's nesting is cut away
+    assert len(message) < 400
+
+
+def test_constraints_pydantic_ignores_are_caught_in_the_schema() -> None:
+    with pytest.raises(
+        ToolDefinitionError,
+        match=r"pick': its parameters schema is not valid JSON Schema: "
+        r"#/properties/value/maxLength: expected integer, got string",
+    ):
+        tool(_constrained(Annotated[int, Field(max_length="abc")]))
+
+
+# --- bounded messages ----------------------------------------------------------------------
+
+MANY = [f"value-{i:06d}" for i in range(100_000)]
+
+
+def test_a_huge_enum_error_is_capped_for_a_json_schema_tool() -> None:
+    schema = {"type": "object", "properties": {"mode": {"enum": MANY}}, "required": ["mode"]}
+    made = define_tool("pick", "Pick a mode.", schema, lambda **kwargs: None)
+    with pytest.raises(ToolArgumentsError) as caught:
+        made.bind({"mode": "nope"})
+    assert len(str(caught.value)) < 4_000
+    [problem] = caught.value.problems
+    assert problem.startswith("$.mode: must be one of ['value-000000', 'value-000001'")
+    assert problem.endswith("got 'nope'")
+
+
+def test_a_huge_literal_error_is_capped_for_a_typed_tool() -> None:
+    def pick(mode: Any) -> None:
+        """Pick a mode."""
+
+    pick.__annotations__["mode"] = Literal[tuple(MANY)]
+    made = tool(pick)
+    with pytest.raises(ToolArgumentsError) as caught:
+        made.bind({"mode": "nope"})
+    assert len(str(caught.value)) < 4_000
+    [problem] = caught.value.problems
+    assert problem.startswith("mode: Input should be 'value-000000', 'value-000001'")
+    assert len(problem) <= MAX_PROBLEM_CHARS
+    assert problem.endswith("…")
+
+
+def test_many_problems_are_capped_on_both_paths() -> None:
+    def add(numbers: list[int]) -> int:
+        """Add."""
+        return sum(numbers)
+
+    typed = tool(add)
+    schema = {
+        "type": "object",
+        "properties": {"numbers": {"type": "array", "items": {"type": "integer"}}},
+    }
+    untyped = define_tool("add", "Add.", schema, lambda **kwargs: None)
+    for made in (typed, untyped):
+        with pytest.raises(ToolArgumentsError) as caught:
+            made.bind({"numbers": ["x"] * 5_000})
+        problems = caught.value.problems
+        assert len(problems) == MAX_PROBLEMS + 1
+        assert problems[-1].startswith("… and ")
+        assert problems[-1].endswith(" more problems")
+        assert len(str(caught.value)) < 4_000
+
+
+def test_cap_problems() -> None:
+    assert cap_problems(["a", "b"], str) == ["a", "b"]
+    assert cap_problems(["x" * 1000], str) == ["x" * (MAX_PROBLEM_CHARS - 1) + "…"]
+    many = cap_problems(range(25), str)
+    assert many == [*map(str, range(10)), "… and 15 more problems"]
+    assert cap_problems(range(11), str)[-1] == "… and 1 more problem"
+    assert cap_problems(range(3), str, at_least=True)[-1] == "… and at least 1 more problem"
+    rendered: list[int] = []
+    cap_problems(range(1000), lambda n: rendered.append(n) or str(n))
+    assert rendered == list(range(10))  # only what is shown is rendered
 
 
 # --- as_tool and its cache ---------------------------------------------------------------
