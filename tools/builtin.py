@@ -25,10 +25,24 @@ _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
     ast.UAdd: operator.pos,
     ast.USub: operator.neg,
 }
+
+
+def _round(number: Any, ndigits: Any = None) -> Any:
+    """`round`, refusing digit counts that would cost time (round(7, -10**7) takes seconds:
+    it computes 10**10**7) or mean nothing (no result has more than ~4,300 digits)."""
+    if ndigits is None:
+        return round(number)
+    if not isinstance(ndigits, int):
+        raise ValueError(f"the number of digits must be an integer, got {ndigits!r}")
+    if abs(ndigits) > _MAX_DIGITS:
+        raise ValueError(f"the number of digits must be between {-_MAX_DIGITS} and {_MAX_DIGITS}")
+    return round(number, ndigits)
+
+
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt,
     "abs": abs,
-    "round": round,
+    "round": _round,
     "floor": math.floor,
     "ceil": math.ceil,
     "log": math.log,
@@ -37,6 +51,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 _MAX_EXPONENT = 10_000
 _MAX_BITS = 14_000  # about 4,200 digits, under Python's default limit for str(int)
+_MAX_DIGITS = 4_300  # digits a round() may keep or drop
 _MAX_LENGTH = 1_000
 _MAX_DEPTH = _MAX_LENGTH // 2  # a sum of single digits as long as allowed still fits
 
@@ -66,7 +81,7 @@ def _evaluate(node: ast.expr, depth: int) -> Any:
         raise ValueError(f"expression is nested more than {_MAX_DEPTH} levels deep")
     depth += 1
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        return _checked(node.value)  # 1e999 is a float literal: inf
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left, depth), _evaluate(node.right, depth)
         if isinstance(node.op, ast.Pow):
@@ -102,10 +117,14 @@ def _check_power(base: Any, exponent: Any) -> None:
 
 
 def _checked(value: Any) -> Any:
+    """Every intermediate result passes here: bounded integers, finite floats, no complex."""
     if isinstance(value, complex):
         raise ValueError("the result is not a real number")
     if isinstance(value, int) and value.bit_length() > _MAX_BITS:
         raise ValueError("the result has too many digits")
+    if isinstance(value, float) and not math.isfinite(value):
+        what = "not a number (nan)" if math.isnan(value) else "infinite"
+        raise ValueError(f"a number is {what}: too large for floating point")
     return value
 
 

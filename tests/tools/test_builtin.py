@@ -185,6 +185,66 @@ def test_rejects_huge_numbers_quickly(expression: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("expression", "message"),
     [
+        # round() with many digits computes 10**digits: round(7, -10**7) took 7.8 s.
+        ("round(7, -10 ** 7)", "digits must be between -4300 and 4300"),
+        ("round(1, -10 ** 9)", "digits must be between -4300 and 4300"),
+        ("round(1.5, 10 ** 30)", "digits must be between -4300 and 4300"),
+        ("round(2 ** 9000, -(10 ** 4))", "digits must be between"),
+        ("round(1, 0.5)", "digits must be an integer"),
+        # inf and nan are never results, whichever operation makes them.
+        ("1e999", "infinite"),
+        ("-1e999 + 1", "infinite"),
+        ("1e308 * 10", "infinite"),
+        ("1e308 + 1e308", "infinite"),
+        ("-1e308 - 1e308", "infinite"),
+        ("1e200 ** 2", "too large for floating point"),
+        ("2.0 ** 10000", "too large for floating point"),
+        ("floor(1e999)", "infinite"),
+        ("exp(1e10)", "too large for floating point"),
+        ("(2 ** 9999) / 0.5 ** 9999", "too large for floating point"),
+        ("10 ** 400 * 1.5", "too large for floating point"),
+        ("sqrt(2 ** 9999 * 2 ** 4000)", "too large for floating point"),
+        ("log(1e999)", "infinite"),
+        # huge exponents, towers and digit counts
+        ("9 ** 9 ** 9", "too large"),
+        ("2 ** 2 ** 2 ** 2 ** 2", "too large"),
+        ("(10 ** 4000) ** 2", "too many digits"),
+        ("10 ** 4000 * 10 ** 4000", "too many digits"),
+        ("7 ** 9999", "too many digits"),
+        ("(-3) ** 10000", "too many digits"),
+        ("1.0000001 ** -(10 ** 9)", "too large"),
+        # shifts and factorials are not offered at all
+        ("1 << 10 ** 9", "is not allowed"),
+        ("factorial(10 ** 6)", "is not allowed"),
+        ("1 >> -1", "is not allowed"),
+    ],
+)
+def test_every_operation_is_bounded(expression: str, message: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        evaluate_arithmetic(expression)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_round_within_its_bounds() -> None:
+    assert evaluate_arithmetic("round(123456, -3)") == 123000
+    assert evaluate_arithmetic("round(1.23456, 4300)") == 1.23456
+    assert evaluate_arithmetic("round(7, -4300)") == 0
+    assert evaluate_arithmetic("round(2 ** 9000, -2000)") == round(2**9000, -2000)
+
+
+def test_calculator_errors_reach_the_model_as_tool_failures() -> None:
+    """The calculator raises ValueError: act() reports it to the model as the tool's failure."""
+    bound = calculator.bind({"expression": "round(1, -10 ** 9)"})
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="digits must be between"):
+        anyio.run(calculator.run, bound)
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
         ("1 / 0", "division by zero"),
         ("1 // 0", "division by zero"),
         ("1 % 0", "division by zero"),
