@@ -171,7 +171,7 @@ INVALID_CASES = [
         ToolExecutionError,
         "ValueError: cannot handle 3",
     ),
-    ("timed out", ToolCall("sleepy", {}), ToolTimeoutError, "did not finish within 0.05 s"),
+    ("timed out", ToolCall("sleepy", {}), ToolTimeoutError, "timed out after 0.05 s"),
 ]
 TOOLS = [add, failing_tool, ak.tool(sleepy, timeout=0.05)]
 
