@@ -205,3 +205,18 @@ def test_urls_select_the_remote_engines() -> None:
         assert isinstance(client.async_client.engine, OpenAIEngine)
     with ak.Client("lmstudio://127.0.0.1:9") as client:
         assert isinstance(client.async_client.engine, LMStudioEngine)
+
+
+def test_without_llama_cpp_python_the_local_engine_says_how_to_build_it() -> None:
+    code = (
+        "import sys; sys.modules['llama_cpp'] = None\n"  # an import of it now fails
+        "from agentkit.engines import engine_for_url\n"
+        "from agentkit.errors import EngineUnavailableError\n"
+        "try:\n"
+        "    engine_for_url(None)\n"
+        "except EngineUnavailableError as error:\n"
+        "    print(error)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "agentkit install-engine" in out.stdout

@@ -28,6 +28,16 @@ from agentkit.engines.base import (
     PredictionEvent,
     PredictionRequest,
 )
+from agentkit.errors import EngineUnavailableError
+
+try:  # before the modules that need it, so a missing build gets the message that fixes it
+    import llama_cpp  # noqa: F401
+except ImportError as _missing:
+    raise EngineUnavailableError(
+        "llama-cpp-python is not installed; run `agentkit install-engine` to build it "
+        "for this CPU (about 7 minutes on 2 cores, then cached)"
+    ) from _missing
+
 from agentkit.engines.llama_cpp.kv_cache import DEFAULT_KV_CACHE_BYTES
 from agentkit.engines.llama_cpp.models import (
     DEFAULT_MODEL_KEY,
@@ -65,15 +75,6 @@ class LlamaCppEngine(BaseEngine):
     def __init__(
         self, *, max_queue: int = DEFAULT_MAX_QUEUE, kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES
     ) -> None:
-        try:
-            import llama_cpp  # noqa: F401 - fail early with a helpful message
-        except ImportError as error:
-            from agentkit.errors import EngineUnavailableError
-
-            raise EngineUnavailableError(
-                "llama-cpp-python is not installed; run `agentkit install-engine` to build it "
-                "for this CPU (about 7 minutes on 2 cores, then cached)"
-            ) from error
         super().__init__()
         self._max_queue = max_queue
         self._kv_cache_bytes = kv_cache_bytes
