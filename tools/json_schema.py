@@ -144,6 +144,14 @@ def _schema_problem(schema: dict[str, Any] | bool, error: ValidationError) -> st
             f"{_show(error.instance)} (patterns use a linear-time engine: no look-around "
             "or backreferences)"
         )
+    if error.instance_path[-1:] == ["type"] and isinstance(error.kind, Kind.AnyOf):
+        names = error.instance if isinstance(error.instance, list) else [error.instance]
+        wrong = [name for name in names if not (isinstance(name, str) and name in _JSON_TYPES)]
+        if wrong:
+            return (
+                f"{_format_pointer(error.instance_path)}: {_show(wrong[0])} is not a JSON type "
+                f"(one of {', '.join(sorted(_JSON_TYPES))})"
+            )
     if error.schema_path or error.instance_path:  # the schema broke its meta-schema
         entries = _entries([error]) or [(error.instance_path, error)]
         at, text = entries[0]
@@ -535,6 +543,7 @@ _TYPE_NAMES: Final[dict[type, str]] = {
     tuple: "array",
     dict: "object",
 }
+_JSON_TYPES: Final = frozenset(_TYPE_NAMES.values())
 
 
 def _json_type(value: object) -> str:

@@ -777,18 +777,11 @@ def test_check_schema_accepts(schema: Any) -> None:
     [
         (3, "#: expected a schema (object or boolean), got integer"),
         ([], "#: expected a schema (object or boolean), got array"),
-        (
-            {"type": "int"},
-            "#/type: does not match any of the allowed schemas (must be one of "
-            "['array', 'boolean', 'integer', 'null', 'number', 'object', 'string'], got 'int'",
-        ),
-        ({"type": ["string", 3]}, "[1]: must be one of ['array', 'boolean'"),
+        ({"type": "int"}, "#/type: 'int' is not a JSON type (one of array, boolean, integer"),
+        ({"type": ["string", 3]}, "#/type: 3 is not a JSON type"),
         ({"type": []}, "#/type: must have at least 1 item, got 0"),
-        (
-            {"properties": {"a": {"items": {"type": "strin"}}}},
-            "#/properties/a/items/type: does not",
-        ),
-        ({"properties": {"a/b~": {"type": 1}}}, "#/properties/a~1b~0/type: does not match"),
+        ({"properties": {"a": {"items": {"type": "strin"}}}}, "#/properties/a/items/type: 'strin'"),
+        ({"properties": {"a/b~": {"type": 1}}}, "#/properties/a~1b~0/type: 1 is not a JSON type"),
         ({"properties": []}, "#/properties: expected object, got array"),
         (
             {"properties": {"a": 3}},
@@ -846,7 +839,7 @@ def test_check_schema_rejects(schema: Any, message: str) -> None:
 
 
 def test_schema_error_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="got 'text'"):
+    with pytest.raises(ValueError, match="'text' is not a JSON type"):
         check_schema({"type": "text"})
 
 
