@@ -199,7 +199,9 @@ class Client:
 
     def __init__(self, base_url: str | None = None, *, engine: Engine | None = None) -> None:
         self._async = AsyncClient(base_url, engine=engine)
-        self._portal = Portal()
+        self._portal = Portal(
+            background=bool(getattr(self._async.engine, "needs_running_loop", False))
+        )
         self.llm = ModelNamespace(self._async.llm, self._portal, LLM)
         self.embedding = ModelNamespace(self._async.embedding, self._portal, EmbeddingModel)
 

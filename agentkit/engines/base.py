@@ -245,6 +245,10 @@ class BaseEngine(abc.ABC):
     default_model_key: str | None = None
     """The key `get_or_load(None)` means; None makes a key mandatory."""
 
+    needs_running_loop: bool = False
+    """True when the engine keeps tasks that must run between calls (a connection's reader):
+    a sync client then keeps a thread running its loop instead of letting callers drive it."""
+
     def __init__(self) -> None:
         # instances.py builds on this module's data types, so it is imported when needed.
         from agentkit.engines.instances import InstanceTable
@@ -340,6 +344,11 @@ class WrapperEngine(BaseEngine):
     def provider_name(self) -> str:
         """The wrapped engine's provider."""
         return self.wrapped.provider_name
+
+    @property
+    def needs_running_loop(self) -> bool:  # type: ignore[override]
+        """The wrapped engine's need."""
+        return bool(getattr(self.wrapped, "needs_running_loop", False))
 
     def predict(
         self, identifier: str, request: PredictionRequest

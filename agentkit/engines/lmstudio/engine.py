@@ -67,6 +67,8 @@ class LMStudioEngine(BaseEngine):
     predictions in flight per model instance (default 1).
     """
 
+    needs_running_loop = True  # the SDK's websocket has reader tasks between calls
+
     def __init__(
         self,
         host: str = "127.0.0.1:1234",
