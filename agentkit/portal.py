@@ -92,8 +92,20 @@ class Portal:
         result.set_running_or_notify_cancel()  # done only when the coroutine's task has ended
         result.add_done_callback(self._finished)
         started: list[asyncio.Task[None]] = []
-        loop.call_soon_threadsafe(_start, loop, started, result, function, args)
+        driving = not self._background and self._drive.acquire(blocking=False)
+        if driving and _thread_runs_a_loop():
+            self._release()
+            driving = False
+        if driving:  # this thread runs the loop next, so nothing needs waking up
+            loop.call_soon(_start, loop, started, result, function, args)
+        else:
+            loop.call_soon_threadsafe(_start, loop, started, result, function, args)
         try:
+            if driving:
+                try:
+                    self._run_until(result)
+                finally:
+                    self._release()
             self._wait(result)
         except BaseException:
             loop.call_soon_threadsafe(_cancel, started)
@@ -128,15 +140,18 @@ class Portal:
                 try:
                     self._run_until(future)
                 finally:
-                    self._driver = None
-                    with self._lock:
-                        self._handoffs += 1
-                        self._drive.release()
-                        self._changed.notify_all()  # a waiting caller takes the loop over
+                    self._release()
                 continue
             with self._lock:
                 if not future.done() and handoffs == self._handoffs:
                     self._changed.wait(_WAIT_SECONDS)
+
+    def _release(self) -> None:
+        self._driver = None
+        with self._lock:
+            self._handoffs += 1
+            self._drive.release()
+            self._changed.notify_all()  # a waiting caller takes the loop over
 
     def _run_until(self, future: Future[Any]) -> None:
         loop = self._loop
