@@ -19,7 +19,11 @@ __all__ = ["LoadConfig", "LoadConfigInput", "PredictionConfig", "PredictionConfi
 
 class _Config(BaseModel):
     model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        defer_build=True,  # validators built on first use: `import agentkit` stays light
     )
 
 

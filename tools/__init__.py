@@ -6,9 +6,13 @@ def multiply(a: float, b: float) -> float:
     return a * b
 """
 
-from agentkit.tools.builtin import calculator
+from typing import TYPE_CHECKING
+
 from agentkit.tools.tool import DEFAULT_RETRIES, Tool, define_tool, render_result, tool
 from agentkit.tools.toolset import ToolLike, Toolset, as_tool
+
+if TYPE_CHECKING:
+    from agentkit.tools.builtin import calculator
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -21,3 +25,12 @@ __all__ = [
     "render_result",
     "tool",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The built-in tools are defined (their validators built) on first use, not on import.
+    if name == "calculator":
+        from agentkit.tools.builtin import calculator
+
+        return calculator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
