@@ -124,7 +124,8 @@ class RecordingEngine(WrapperEngine):
         self._path = Path(path)
         self._instances: dict[str, ModelInstanceInfo] = {}
         self._written_calls: set[str] = set()
-        drop_truncated_tail(self._path)
+        with _WRITE_LOCK:  # another recording in this process may be halfway through a line
+            drop_truncated_tail(self._path)
 
     @property
     def inner(self) -> Engine:
