@@ -254,7 +254,8 @@ def json_schema_valid(schema: Mapping[str, Any], *, name: str = "json_schema") -
     ```json fence is allowed; JSON beyond `agentkit.untrusted`'s limits fails)."""
     try:
         answer_format = OutputFormat(schema)
-    except ConfigurationError as error:
+        validator = json_schema.SchemaValidator(schema)  # compiled once, not per case
+    except (ConfigurationError, json_schema.SchemaError) as error:
         raise ConfigurationError(f"json_schema_valid: {error}") from None
 
     def check(case: Case, outcome: Outcome) -> Score:
@@ -267,7 +268,7 @@ def json_schema_valid(schema: Mapping[str, Any], *, name: str = "json_schema") -
             return _verdict(name, True, "valid")
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json")
-        problems = json_schema.validate(value, schema)
+        problems = validator.errors(value)
         if problems:
             return _verdict(name, False, "; ".join(problems[:3]))
         return _verdict(name, True, "valid")
