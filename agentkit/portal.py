@@ -18,6 +18,7 @@ If the waiting thread is interrupted (Ctrl-C), its coroutine is cancelled, not l
 from __future__ import annotations
 
 import atexit
+import functools
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -241,7 +242,16 @@ def _start(
     function: Callable[..., Awaitable[Any]],
     args: tuple[Any, ...],
 ) -> None:
-    started.append(loop.create_task(_run(result, function, args)))
+    task = loop.create_task(_run(result, function, args))
+    task.add_done_callback(functools.partial(_settle, result))
+    started.append(task)
+
+
+def _settle(result: Future[Any], task: asyncio.Task[None]) -> None:
+    import asyncio
+
+    if not result.done():  # cancelled before its first step, so _run never began
+        result.set_exception(asyncio.CancelledError())
 
 
 def _cancel(started: list[asyncio.Task[None]]) -> None:

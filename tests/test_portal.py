@@ -143,3 +143,24 @@ def test_close_cancels_what_still_runs_and_later_calls_fail_typed() -> None:
 def test_an_unclosed_portal_does_not_keep_the_interpreter_alive(code: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_call_cancelled_before_its_task_starts_still_ends() -> None:
+    # Ctrl-C can land before the call's task takes its first step; the call must end anyway.
+    from concurrent.futures import Future
+
+    from agentkit.portal import _cancel, _start
+
+    loop = asyncio.new_event_loop()
+    try:
+        result: Future[int] = Future()
+        result.set_running_or_notify_cancel()
+        started: list[asyncio.Task[None]] = []
+        _start(loop, started, result, pause_and_return, (5,))
+        _cancel(started)
+        loop.run_until_complete(asyncio.gather(*started, return_exceptions=True))
+        assert result.done()
+        with pytest.raises(asyncio.CancelledError):
+            result.result()
+    finally:
+        loop.close()
