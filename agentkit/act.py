@@ -209,8 +209,11 @@ class _Run:
             tuple(outcome.record() for outcome in output.outcomes),
             time.perf_counter() - tools_started if output.outcomes else 0.0,
         )
-        with anyio.CancelScope(shield=True):
-            await self.commit(record, output)
+        if self.callbacks.on_message is None:
+            await self.commit(record, output)  # nothing in it can suspend: nothing to shield
+        else:
+            with anyio.CancelScope(shield=True):
+                await self.commit(record, output)
         await fire(callbacks.on_round_end, index)
         return record
 
