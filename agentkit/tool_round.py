@@ -8,7 +8,6 @@ Results come back in request order whatever order the calls finish in.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,7 +29,6 @@ from agentkit.errors import (
 from agentkit.messages import ToolCall, ToolResultMessage
 from agentkit.observe import NO_TRACE, RunTrace
 from agentkit.results import ToolCallRecord
-from agentkit.tool_threads import drain_async, run_in_worker
 from agentkit.tools.signature import BoundArguments
 from agentkit.tools.tool import Tool, render_result
 from agentkit.tools.toolset import Toolset
@@ -180,10 +178,10 @@ async def _execute_now(
     started = time.perf_counter()
     try:
         if tool.timeout is None:
-            value = await _invoke(tool, bound)
+            value = await tool.run(bound)
         else:
             with anyio.move_on_after(tool.timeout) as scope:
-                value = await _invoke(tool, bound)
+                value = await tool.run(bound)
             if scope.cancelled_caught:
                 outcome.error = ToolTimeoutError(tool.name, tool.timeout)
                 return
@@ -200,23 +198,6 @@ async def _execute_now(
         outcome.error = failure
     finally:
         outcome.duration_seconds = time.perf_counter() - started
-
-
-async def _invoke(tool: Tool[..., Any], bound: BoundArguments) -> Any:
-    """Run the tool: coroutines on the loop, sync functions (and generators) in a worker."""
-    if tool.is_async:
-        value = await tool.function(*bound.args, **bound.kwargs)
-    else:
-        call = functools.partial(tool.function, *bound.args, **bound.kwargs)
-        value = await run_in_worker(call, tool.name)
-        if inspect.isawaitable(value):  # a sync wrapper that returns a coroutine
-            value = await value
-    if inspect.isasyncgen(value):
-        return await drain_async(value, tool.name)
-    if inspect.isgenerator(value):
-        generator = value
-        return await run_in_worker(lambda: generator, tool.name)  # the worker drains it
-    return value
 
 
 async def message_for_invalid_request(

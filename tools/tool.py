@@ -13,12 +13,12 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-import anyio.to_thread
 import pydantic_core
 
 from agentkit.callbacks import is_async_callable
 from agentkit.engines.base import ToolDefinition
 from agentkit.errors import ToolArgumentsError, ToolDefinitionError
+from agentkit.tool_threads import drain_async, run_in_worker
 from agentkit.tools import json_schema
 from agentkit.tools.signature import BoundArguments, FunctionSignature, analyse_function
 
@@ -93,14 +93,23 @@ class Tool(Generic[P, R]):
         return self._bind(self.name, arguments)
 
     async def run(self, bound: BoundArguments) -> Any:
-        """Run the tool: coroutines on the event loop, sync functions in a worker thread."""
+        """Run the tool: coroutines on the event loop, sync functions (and generators they
+        return, drained and bounded) in one of agentkit's worker threads."""
+        value: Any
         if self.is_async:
-            result: Any = self.function(*bound.args, **bound.kwargs)
-            return await result
-        call = functools.partial(self.function, *bound.args, **bound.kwargs)
-        # Boxed, so that trio accepts a sync wrapper returning a coroutine; it is awaited here.
-        (result,) = await anyio.to_thread.run_sync(lambda: (call(),), abandon_on_cancel=True)
-        return (await result) if inspect.isawaitable(result) else result
+            coroutine: Any = self.function(*bound.args, **bound.kwargs)
+            value = await coroutine
+        else:
+            call = functools.partial(self.function, *bound.args, **bound.kwargs)
+            value = await run_in_worker(call, self.name)
+            if inspect.isawaitable(value):  # a sync wrapper that returns a coroutine
+                value = await value
+        if inspect.isasyncgen(value):
+            return await drain_async(value, self.name)
+        if inspect.isgenerator(value):
+            generator = value
+            return await run_in_worker(lambda: generator, self.name)  # the worker drains it
+        return value
 
     def with_options(
         self,
