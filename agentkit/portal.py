@@ -93,10 +93,11 @@ class Portal:
         result.set_running_or_notify_cancel()  # done only when the coroutine's task has ended
         result.add_done_callback(self._finished)
         started: list[asyncio.Task[None]] = []
-        driving = not self._background and self._drive.acquire(blocking=False)
-        if driving and _thread_runs_a_loop():
-            self._release()
-            driving = False
+        driving = (
+            not self._background
+            and not _thread_runs_a_loop()
+            and self._drive.acquire(blocking=False)
+        )
         if driving:  # this thread runs the loop next, so nothing needs waking up
             loop.call_soon(_start, loop, started, result, function, args)
         else:
@@ -119,20 +120,15 @@ class Portal:
 
     def _wait(self, future: Future[Any]) -> None:
         """Return once `future` is done, running the loop whenever no other thread does."""
-        if self._background:
-            while not future.done():
-                with self._lock:
-                    if not future.done():
-                        self._changed.wait(_WAIT_SECONDS)
-            return
-        if _thread_runs_a_loop():
+        if not self._background:
+            if not _thread_runs_a_loop():
+                self._serve(future)
+                return
             threading.Thread(target=self._serve, args=(future,), daemon=True).start()
-            while not future.done():
-                with self._lock:
-                    if not future.done():
-                        self._changed.wait(_WAIT_SECONDS)
-            return
-        self._serve(future)
+        while not future.done():  # another thread runs the loop
+            with self._lock:
+                if not future.done():
+                    self._changed.wait(_WAIT_SECONDS)
 
     def _serve(self, future: Future[Any]) -> None:
         while not future.done():
