@@ -2,12 +2,14 @@
 
     agentkit demo "What is 12345 times 54321?"   # the calculator agent on a scripted model
     agentkit run "What is 12345 times 54321?"    # the same agent on the local engine
+    agentkit run --agent my_app:agent "Hello"     # your agent: (prompt or chat) -> answer
+    agentkit chat --tools my_app:tools           # an interactive chat (see agentkit.cli_chat)
     agentkit install-engine                      # build llama-cpp-python for this CPU
     agentkit eval cases.jsonl --json after.json  # evaluate the calculator agent on a dataset
     agentkit eval --compare before.json after.json
 
-Both agent commands print each round, the tool calls and their results, the final answer, and
-time and token counts.
+The agent commands print each round, the tool calls and their results, the final answer, and
+time and token counts (`run` also the model's load time, apart from act()'s).
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 import agentkit as ak
 from agentkit.errors import AgentkitError
 from agentkit.observe import set_observer
 from agentkit.tools import calculator
 from agentkit.tools.tool import render_result
+from agentkit.tools.toolset import ToolLike, Toolset
 
 if TYPE_CHECKING:
     from agentkit.tracing.evaluation.evaluate import Agent, Case
@@ -63,33 +70,41 @@ def run_agent(
     """Run the calculator agent on a question, printing the run as it goes."""
     chat = ak.Chat(INSTRUCTIONS)
     chat.add_user_message(question)
-
-    def show(message: ak.Message) -> None:
-        if isinstance(message, ak.AssistantMessage):
-            for call in message.tool_calls:
-                print(f"  tool call   {call.name}({render_result(call.arguments)})")
-            if message.content and not message.tool_calls:
-                print(f"  answer      {message.content}")
-        elif isinstance(message, ak.ToolResultMessage):
-            marker = "error" if message.is_error else "result"
-            print(f"  tool {marker:<6} {message.content}")
-        elif isinstance(message, ak.UserMessage):  # feedback on output that did not parse
-            print(f"  feedback    {message.content}")
-
+    started = time.perf_counter()
     result = model.act(
         chat,
         [calculator],
         max_prediction_rounds=max_rounds,
         config=config,
         on_round_start=lambda index: print(f"round {index + 1}"),
-        on_message=show,
+        on_message=show_message,
     )
+    print_act_summary(result, time.perf_counter() - started)
+    return result
+
+
+def show_message(message: ak.Message) -> None:
+    """Print a message of a run as `agentkit run` shows it."""
+    if isinstance(message, ak.AssistantMessage):
+        for call in message.tool_calls:
+            print(f"  tool call   {call.name}({render_result(call.arguments)})")
+        if message.content and not message.tool_calls:
+            print(f"  answer      {message.content}")
+    elif isinstance(message, ak.ToolResultMessage):
+        marker = "error" if message.is_error else "result"
+        print(f"  tool {marker:<6} {message.content}")
+    elif isinstance(message, ak.UserMessage):  # feedback on output that did not parse
+        print(f"  feedback    {message.content}")
+
+
+def print_act_summary(result: ak.ActResult, wall_seconds: float) -> None:
+    """The closing line: act()'s wall time, rounds and tokens."""
     usage = result.usage
+    rounds = f"{result.rounds} round{'' if result.rounds == 1 else 's'}"
     print(
-        f"\n{result.rounds} rounds in {result.total_time_seconds:.3f} s; "
+        f"\nact() {wall_seconds:.2f} s, {rounds}, "
         f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
     )
-    return result
 
 
 def calculator_agent(
@@ -106,10 +121,11 @@ def calculator_agent(
     return agent
 
 
-def _import_agent(spec: str) -> Agent:
+def import_spec(spec: str, option: str) -> object:
+    """The object `module:attr` names (attr may be dotted); errors name the option."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise ak.ConfigurationError(f"--agent takes module:function, got {spec!r}")
+        raise ak.ConfigurationError(f"{option} takes module:attribute, got {spec!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` would, so local modules import
     try:
@@ -117,11 +133,86 @@ def _import_agent(spec: str) -> Agent:
         for part in attribute.split("."):
             found = getattr(found, part)
     except (ImportError, AttributeError) as error:
-        raise ak.ConfigurationError(f"--agent {spec}: {error}") from error
+        raise ak.ConfigurationError(f"{option} {spec}: {error}") from error
+    return found
+
+
+def _import_agent(spec: str) -> Agent:
+    found = import_spec(spec, "--agent")
     if not callable(found):
         raise ak.ConfigurationError(f"--agent {spec}: {type(found).__name__} is not callable")
     agent: Agent = found
     return agent
+
+
+def load_tools(specs: Sequence[str]) -> list[ToolLike]:
+    """The tools `--tools module:attr` options name: each a tool, a list of tools or a Toolset."""
+    tools: list[ToolLike] = []
+    for spec in specs:
+        found = import_spec(spec, "--tools")
+        if isinstance(found, Toolset):
+            items: list[object] = [found.get(name) for name in found.names]
+        elif isinstance(found, list | tuple | set | frozenset):
+            items = list(found)
+        else:
+            items = [found]
+        for item in items:
+            if not callable(item):
+                raise ak.ConfigurationError(
+                    f"--tools {spec}: {type(item).__name__} is not a tool; name a function, "
+                    "an agentkit.Tool, a list of them or a Toolset"
+                )
+            tools.append(item)
+    try:
+        Toolset(tools)  # every schema built now, so a bad tool fails before the chat starts
+    except ak.ToolDefinitionError as error:
+        raise ak.ConfigurationError(f"--tools: {error}") from error
+    return tools
+
+
+def _run_user_agent(spec: str, prompt: str) -> None:
+    """`agentkit run --agent`: call the agent with the prompt (or a chat) and print its answer."""
+    agent = _import_agent(spec)
+    print(f"agentkit run: {spec}\n")
+    argument: str | ak.Chat = ak.Chat.from_history(prompt) if _wants_chat(agent) else prompt
+    started = time.perf_counter()
+    output: object = agent(argument)
+    if inspect.isawaitable(output):
+        output = anyio.run(_awaited, output)
+    wall = time.perf_counter() - started
+    if isinstance(output, ak.ActResult):
+        for message in output.messages:
+            show_message(message)
+        print_act_summary(output, wall)
+    elif isinstance(output, ak.PredictionResult | str):
+        text = output if isinstance(output, str) else output.content
+        print(f"  answer      {text}\n\nagent {wall:.2f} s")
+    else:
+        raise ak.ConfigurationError(
+            f"--agent {spec} returned {type(output).__name__}; return an ActResult, a "
+            "PredictionResult or a str"
+        )
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _wants_chat(agent: Callable[..., object]) -> bool:
+    """True when the agent's first parameter is named `chat` or annotated `Chat`."""
+    try:
+        parameters = list(inspect.signature(agent).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not parameters:
+        return False
+    first = parameters[0]
+    annotation = first.annotation
+    if annotation is ak.Chat or (
+        isinstance(annotation, str) and annotation.rpartition(".")[2] == "Chat"
+    ):
+        return True
+    return first.name == "chat"
 
 
 def _eval_command(options: argparse.Namespace) -> int:
@@ -178,8 +269,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the calculator agent on a scripted model")
     demo.add_argument("question", nargs="?", default="What is 12345 times 54321?")
-    run = commands.add_parser("run", help="run the calculator agent on a model")
+    run = commands.add_parser("run", help="run the calculator agent (or --agent) on a model")
     _run_arguments(run)
+    chat = commands.add_parser(
+        "chat",
+        help="chat with a model in the terminal, with tools",
+        description="An interactive chat: replies stream, tool calls and results show as they "
+        "happen, /help lists the commands. Ctrl-C stops a reply; Ctrl-D exits.",
+    )
+    _chat_arguments(chat)
     commands.add_parser("install-engine", help="build and install llama-cpp-python for this CPU")
     evaluate = commands.add_parser(
         "eval",
@@ -189,13 +287,19 @@ def _parser() -> argparse.ArgumentParser:
         "or compare two JSON reports (exit code 1 when a case regressed).",
     )
     _eval_arguments(evaluate)
-    for traced in (run, demo, evaluate):
+    for traced in (run, demo, evaluate, chat):
         _add_tracing_options(traced)
     return parser
 
 
 def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("question")
+    run.add_argument(
+        "--agent",
+        metavar="MODULE:FUNCTION",
+        help="run your agent instead: a (prompt: str) or (chat: Chat) callable returning an "
+        "ActResult, a PredictionResult or a str, sync or async",
+    )
     run.add_argument(
         "--model", default=None, help="model key or GGUF path (default model if omitted)"
     )
@@ -209,6 +313,46 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--max-rounds", type=int, default=2, help="prediction rounds (default 2)")
     run.add_argument("--max-tokens", type=int, default=64, help="tokens per round (default 64)")
+
+
+def _chat_arguments(chat: argparse.ArgumentParser) -> None:
+    chat.add_argument(
+        "--model",
+        default=None,
+        help="a model key or GGUF path (local engine, or the --url engine), an engine URL, or "
+        "scripted:MODULE:ATTR for a scripted responder (agentkit.testing); default model if "
+        "omitted",
+    )
+    chat.add_argument("--url", default=None, help="engine of --model KEY, as for `run`")
+    chat.add_argument(
+        "--tools",
+        nargs="+",
+        action="extend",
+        metavar="MODULE:ATTR",
+        help="a tool, a list of tools or a Toolset to offer (default: the calculator)",
+    )
+    chat.add_argument("--system", default=None, metavar="TEXT", help="the system prompt")
+    chat.add_argument(
+        "--max-rounds", type=int, default=6, help="prediction rounds per reply (default 6)"
+    )
+    chat.add_argument("--max-tokens", type=int, default=512, help="tokens per round (default 512)")
+
+
+def _chat_command(options: argparse.Namespace) -> int:
+    from agentkit.cli_chat import ChatSession, open_model, terminal_io
+
+    tools = load_tools(options.tools) if options.tools else [calculator]
+    config = ak.PredictionConfig(max_tokens=options.max_tokens)
+    model = open_model(options.model, options.url)
+    session = ChatSession(
+        model,
+        tools,
+        terminal_io(),
+        system=options.system,
+        config=config,
+        max_rounds=options.max_rounds,
+    )
+    return session.run()
 
 
 def _eval_arguments(evaluate: argparse.ArgumentParser) -> None:
@@ -266,6 +410,11 @@ def _run_command(options: argparse.Namespace) -> int:
     try:
         if options.command == "eval":
             return _eval_command(options)
+        if options.command == "chat":
+            return _chat_command(options)
+        if options.command == "run" and options.agent:
+            _run_user_agent(options.agent, options.question)
+            return 0
         if options.command == "demo":
             from agentkit.testing import ScriptedModel
 
@@ -275,11 +424,17 @@ def _run_command(options: argparse.Namespace) -> int:
         config = ak.PredictionConfig(
             temperature=0, seed=0, max_tokens=options.max_tokens, tool_choice=options.tool_choice
         )
-        with ak.Client(options.url) as client:
-            model = client.llm.model(options.model)
-            engine = client.async_client.engine.provider_name
-            print(f"agentkit run: {model.model_key} on the {engine} engine\n")
-            run_agent(model, options.question, max_rounds=options.max_rounds, config=config)
+        from agentkit.cli_chat import open_model
+
+        loaded = open_model(options.model, options.url)
+        try:
+            print(f"agentkit run: {loaded.description}")
+            if loaded.client is not None:
+                print(f"model loaded in {loaded.load_seconds:.2f} s")
+            print()
+            run_agent(loaded.llm, options.question, max_rounds=options.max_rounds, config=config)
+        finally:
+            loaded.close()
         return 0
     except AgentkitError as error:
         print(f"agentkit: {error}", file=sys.stderr)
