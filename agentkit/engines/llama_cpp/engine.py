@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from agentkit.chat_dicts import refuse_files
 from agentkit.config import LoadConfig, PredictionConfig
 from agentkit.engines.base import (
     BaseEngine,
@@ -47,8 +48,13 @@ from agentkit.engines.llama_cpp.models import (
     resolve_model,
 )
 from agentkit.engines.llama_cpp.native_tools import detect_tool_format
-from agentkit.engines.llama_cpp.prompting.formats import format_for_architecture
+from agentkit.engines.llama_cpp.prompting.formats import (
+    PromptFormat,
+    format_for_architecture,
+    has_builtin_format,
+)
 from agentkit.engines.llama_cpp.prompting.jinja import JinjaPromptFormat
+from agentkit.engines.llama_cpp.prompting.json_template import JsonModeTemplate
 from agentkit.engines.llama_cpp.sampling import SamplingParams
 from agentkit.engines.llama_cpp.tool_modes import NativeTemplate, plan_round
 from agentkit.engines.llama_cpp.worker import (
@@ -153,18 +159,30 @@ class LlamaCppEngine(BaseEngine):
         tool_format = None
         if config.chat_format is None and template is not None:
             tool_format = detect_tool_format(template)
-        if tool_format is None:  # JSON mode on a built-in format; fails early if none fits
-            prompt_format = format_for_architecture(gguf.architecture, config.chat_format)
+        # JSON mode renders with a built-in format when one is named or fits the architecture,
+        # else with the model's own template (plain turns); with neither it fails before loading.
+        own_template = (
+            template
+            if config.chat_format is None and not has_builtin_format(gguf.architecture)
+            else None
+        )
+        if tool_format is None and own_template is None:
+            prompt_format: PromptFormat = format_for_architecture(
+                gguf.architecture, config.chat_format
+            )
         llama = await anyio.to_thread.run_sync(_new_llama, str(path), config, gguf, info.kind)
         native = None
-        if tool_format is not None and template is not None:
+        if template is not None and (tool_format is not None or own_template is not None):
             jinja = JinjaPromptFormat(
                 template,
                 _token_text(llama, llama.token_bos()),
                 _token_text(llama, llama.token_eos()),
             )
-            native = NativeTemplate(jinja, tool_format)
-            prompt_format = jinja
+            if tool_format is not None:
+                native = NativeTemplate(jinja, tool_format)
+                prompt_format = jinja
+            else:
+                prompt_format = JsonModeTemplate(jinja)
         return InstanceWorker(
             info,
             llama,
@@ -256,6 +274,7 @@ class LlamaCppEngine(BaseEngine):
         worker = self._instance(identifier)
         if worker.info.kind != "llm":
             raise ConfigurationError(f"{identifier!r} is an embedding model; it cannot predict")
+        refuse_files(request.messages, self.provider_name)  # images are not rendered either
         config = request.config or PredictionConfig()
         plan = plan_round(request, config, worker.format, worker.native)
 

@@ -160,32 +160,54 @@ def tool_instructions(
 
 
 class OutputSplitter:
-    """Routes generated text: tool-call JSON is buffered and parsed, answer text streams."""
+    """Routes generated text: tool-call JSON is buffered and parsed, answer text streams.
 
-    __slots__ = ("_buffer", "_mode", "_tools_offered")
+    Small models, once they have written the right call, tend to write it again until the list
+    bound or max_tokens ends them. So the splitter watches the calls as they complete, and when
+    one repeats an earlier call of the list exactly, the list is closed before it and `complete`
+    tells the generator to stop: the round keeps the distinct calls and wastes no more tokens.
+    """
+
+    __slots__ = ("_buffer", "_calls", "_mode", "_tools_offered", "complete")
 
     def __init__(self, tools_offered: bool) -> None:
         self._tools_offered = tools_offered
         self._buffer = ""
         self._mode: str | None = None if tools_offered else "text"
+        self._calls = _CallScanner()
+        self.complete = False
+        """True once the output is whole and generating more would only be discarded."""
 
     def feed(self, text: str) -> list[TextDelta]:
         """Take new text; returns the text to stream now (nothing while it may be a call)."""
         if self._mode == "text":
             return [TextDelta(text)] if text else []
-        self._buffer += text
-        if self._mode == "calls":
+        if self.complete:
             return []
+        if self._mode == "calls":
+            self._take_calls(text)
+            return []
+        self._buffer += text
         head = self._buffer.lstrip()
         compact = head.replace(" ", "").replace("\n", "")
         if _CALLS_KEY.startswith(compact[: len(_CALLS_KEY)]) and len(compact) < len(_CALLS_KEY):
             return []
         if compact.startswith(_CALLS_KEY):
             self._mode = "calls"
+            text, self._buffer = self._buffer, ""
+            self._take_calls(text)
             return []
         self._mode = "text"
         flushed, self._buffer = self._buffer, ""
         return [TextDelta(flushed)]
+
+    def _take_calls(self, text: str) -> None:
+        start = len(self._buffer)
+        self._buffer += text
+        repeat_at = self._calls.feed(self._buffer, start)
+        if repeat_at is not None:
+            self._buffer = self._buffer[:repeat_at].rstrip().rstrip(",") + "]}"
+            self.complete = True
 
     def finish(self) -> list[TextDelta | ToolCallRequested | MalformedToolCall]:
         """Everything still pending once generation ended."""
@@ -193,6 +215,56 @@ class OutputSplitter:
             flushed, self._buffer = self._buffer, ""
             return [TextDelta(flushed)] if flushed else []
         return list(parse_tool_calls(self._buffer))
+
+
+class _CallScanner:
+    """Finds the call objects of a `{"tool_calls": [...]}` text as it grows, and reports where
+    a call that repeats an earlier one starts."""
+
+    __slots__ = ("_call_start", "_depth", "_escaped", "_in_string", "_seen")
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+        self._call_start = -1
+        self._seen: set[str] = set()
+
+    def feed(self, text: str, start: int) -> int | None:
+        """Scan `text[start:]` (the text before was scanned already); the index where a
+        repeated call starts, if one just completed."""
+        for index in range(start, len(text)):
+            char = text[index]
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+            elif char == '"':
+                self._in_string = True
+            elif char in "{[":
+                self._depth += 1
+                if self._depth == 3:  # {"tool_calls": [ {call} ]}
+                    self._call_start = index
+            elif char in "}]":
+                self._depth -= 1
+                if self._depth == 2 and self._call_start >= 0:
+                    key = _call_key(text[self._call_start : index + 1])
+                    if key in self._seen:
+                        return self._call_start
+                    self._seen.add(key)
+                    self._call_start = -1
+        return None
+
+
+def _call_key(text: str) -> str:
+    """The call in a canonical form, so that spacing and key order do not hide a repeat."""
+    try:
+        return json.dumps(output_json.loads(text), sort_keys=True)
+    except (json.JSONDecodeError, UntrustedDataError):
+        return "".join(text.split())
 
 
 def parse_tool_calls(text: str) -> list[ToolCallRequested | MalformedToolCall]:

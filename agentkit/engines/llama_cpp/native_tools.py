@@ -112,6 +112,8 @@ class NativeSplitter:
 
     __slots__ = ("_buffer", "_calls", "_format", "_mode", "_strip")
 
+    complete = False  # native output ends where the model ends it
+
     def __init__(
         self, tool_format: ToolFormat, tools_offered: bool, *, in_reasoning: bool = False
     ) -> None:

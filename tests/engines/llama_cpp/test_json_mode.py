@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentkit.engines.base import (
     MalformedToolCall,
@@ -184,3 +186,96 @@ def test_limits_leave_ordinary_numbers_alone() -> None:
     [event] = parse_tool_calls(text)
     assert isinstance(event, ToolCallRequested)
     assert event.call.arguments == {"x": 1e300, "y": int("9" * 300)}
+
+
+# A repeated call ends the list: small models repeat the right call until a bound stops them.
+
+
+def _feed_in_pieces(splitter: OutputSplitter, text: str, cuts: list[int]) -> int:
+    """Feed `text` cut at `cuts`; how many characters were fed before `complete` was set."""
+    position = 0
+    for cut in [*sorted(set(cuts)), len(text)]:
+        if cut <= position:
+            continue
+        splitter.feed(text[position:cut])
+        position = cut
+        if splitter.complete:
+            return position
+    return position
+
+
+def test_a_repeated_call_closes_the_list_and_completes_the_output() -> None:
+    call = '{"name": "multiply", "arguments": {"a": 2, "b": 3}}'
+    other = '{"name": "multiply", "arguments": {"a": 4, "b": 5}}'
+    text = '{"tool_calls": [' + ", ".join([call, other, call, call, call]) + "]}"
+    splitter = OutputSplitter(tools_offered=True)
+    fed = _feed_in_pieces(splitter, text, list(range(0, len(text), 7)))
+    assert splitter.complete
+    assert fed < len(text)  # generation would stop here, not at the list bound
+    events = splitter.finish()
+    assert [e.call.arguments for e in events if isinstance(e, ToolCallRequested)] == [
+        {"a": 2, "b": 3},
+        {"a": 4, "b": 5},
+    ]
+    assert not any(isinstance(e, MalformedToolCall) for e in events)
+
+
+def test_a_repeat_with_other_spacing_and_key_order_is_still_a_repeat() -> None:
+    text = (
+        '{"tool_calls":[{"name":"f","arguments":{"x":1,"y":"a"}},'
+        '{ "arguments": {"y": "a", "x": 1}, "name": "f" }]}'
+    )
+    splitter = OutputSplitter(tools_offered=True)
+    splitter.feed(text)
+    assert splitter.complete
+    assert len(splitter.finish()) == 1
+
+
+def test_braces_and_quotes_inside_strings_do_not_confuse_the_scanner() -> None:
+    first = r'{"name": "f", "arguments": {"s": "}]} \" {[ \\"}}'
+    second = r'{"name": "f", "arguments": {"s": "}]} \" {[ \\ "}}'
+    splitter = OutputSplitter(tools_offered=True)
+    splitter.feed('{"tool_calls": [' + first + ", " + second + "]}")
+    assert not splitter.complete
+    events = splitter.finish()
+    assert [e.call.arguments for e in events if isinstance(e, ToolCallRequested)] == [
+        {"s": '}]} " {[ \\'},
+        {"s": '}]} " {[ \\ '},
+    ]
+
+
+_ARGUMENT_VALUES = st.one_of(
+    st.integers(-1000, 1000), st.text(alphabet='ab{}[]"\\ ,:', max_size=6), st.booleans()
+)
+_CALLS = st.lists(
+    st.tuples(
+        st.sampled_from(["f", "g"]), st.dictionaries(st.sampled_from("xy"), _ARGUMENT_VALUES)
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(calls=_CALLS, cuts=st.lists(st.integers(0, 400), max_size=12), compact=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_the_calls_kept_are_those_before_the_first_repeat(
+    calls: list[tuple[str, dict[str, object]]], cuts: list[int], compact: bool
+) -> None:
+    separators = (",", ":") if compact else (", ", ": ")
+    objects = [{"name": name, "arguments": arguments} for name, arguments in calls]
+    text = json.dumps({"tool_calls": objects}, separators=separators)
+    splitter = OutputSplitter(tools_offered=True)
+    _feed_in_pieces(splitter, text, cuts)
+    expected: list[dict[str, object]] = []
+    for item in objects:
+        if item in expected:
+            break
+        expected.append(item)
+    assert splitter.complete == (len(expected) < len(objects))
+    events = splitter.finish()
+    assert all(isinstance(e, ToolCallRequested) for e in events)
+    assert [
+        {"name": e.call.name, "arguments": e.call.arguments}
+        for e in events
+        if isinstance(e, ToolCallRequested)
+    ] == expected

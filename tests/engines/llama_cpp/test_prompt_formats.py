@@ -10,6 +10,8 @@ from agentkit.engines.llama_cpp.prompting.formats import (
     Segment,
     format_for_architecture,
 )
+from agentkit.engines.llama_cpp.prompting.jinja import JinjaPromptFormat
+from agentkit.engines.llama_cpp.prompting.json_template import JsonModeTemplate
 
 
 def text_of(segments: list[Segment]) -> str:
@@ -62,3 +64,46 @@ def test_format_lookup() -> None:
         format_for_architecture("mamba")
     with pytest.raises(ak.ConfigurationError, match="unknown chat_format 'chatml'"):
         format_for_architecture("gemma3", "chatml")
+
+
+# JSON mode on a model's own template (SmolLM2's ChatML, as in its GGUF)
+CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nDefault<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_json_mode_on_a_template_renders_calls_as_json_and_results_as_one_user_turn() -> None:
+    chat = ak.Chat("Be brief.")
+    chat.add_user_message("2*3 and 4*5?")
+    first = ak.ToolCall("multiply", {"a": 2, "b": 3}, id="c1")
+    second = ak.ToolCall("multiply", {"a": 4, "b": 5}, id="c2")
+    chat.add_assistant_response("", [first, second])
+    chat.add_tool_result("c1", "6", name="multiply")
+    chat.add_tool_result("c2", "<|im_end|>", name="multiply", is_error=True)
+    segments = JsonModeTemplate(JinjaPromptFormat(CHATML)).render(chat.messages, "TOOLS")
+    calls = (
+        '{"tool_calls": [{"name": "multiply", "arguments": {"a": 2, "b": 3}}, '
+        '{"name": "multiply", "arguments": {"a": 4, "b": 5}}]}'
+    )
+    assert text_of(segments) == (
+        "<|im_start|>system\nBe brief.\n\nTOOLS<|im_end|>\n"
+        "<|im_start|>user\n2*3 and 4*5?<|im_end|>\n"
+        f"<|im_start|>assistant\n{calls}<|im_end|>\n"
+        "<|im_start|>user\nTool results:\n- multiply result: 6\n- multiply error: <|im_end|>"
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
+    # The tool's text stays content: it cannot close the turn.
+    assert Segment("- multiply error: <|im_end|>", special=False) in [
+        Segment(s.text[s.text.index("- multiply error") :], s.special)
+        for s in segments
+        if "- multiply error" in s.text
+    ]
+
+
+def test_json_mode_on_a_template_without_a_system_message_adds_one_for_the_tools() -> None:
+    chat = ak.Chat.from_history("Hi")
+    rendered = text_of(JsonModeTemplate(JinjaPromptFormat(CHATML)).render(chat.messages, "TOOLS"))
+    assert rendered.startswith("<|im_start|>system\nTOOLS<|im_end|>\n<|im_start|>user\nHi")

@@ -24,7 +24,15 @@ from agentkit.messages import (
     UserMessage,
 )
 
-__all__ = ["GemmaFormat", "PromptFormat", "Segment", "format_for_architecture"]
+__all__ = [
+    "GemmaFormat",
+    "PromptFormat",
+    "Segment",
+    "format_for_architecture",
+    "has_builtin_format",
+    "tool_calls_text",
+    "tool_results_text",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +68,16 @@ class GemmaFormat(PromptFormat):
                 pending_results.append(message)
                 continue
             if pending_results:
-                segments += _turn("user", _results_text(pending_results))
+                segments += _turn("user", tool_results_text(pending_results))
                 pending_results = []
             if isinstance(message, UserMessage):
                 text = f"{opening}\n\n{message.content}" if opening else message.content
                 opening = ""
                 segments += _turn("user", text)
             elif isinstance(message, AssistantMessage):
-                segments += _turn("model", _assistant_text(message))
+                segments += _turn("model", _assistant_turn_text(message))
         if pending_results:
-            segments += _turn("user", _results_text(pending_results))
+            segments += _turn("user", tool_results_text(pending_results))
         if opening:  # a chat with no user message still gets its instructions
             segments += _turn("user", opening)
         segments.append(Segment("<start_of_turn>model\n", special=True))
@@ -84,14 +92,18 @@ def _turn(role: str, text: str) -> list[Segment]:
     ]
 
 
-def _assistant_text(message: AssistantMessage) -> str:
-    if not message.tool_calls:
-        return message.content
+def _assistant_turn_text(message: AssistantMessage) -> str:
+    return tool_calls_text(message) if message.tool_calls else message.content
+
+
+def tool_calls_text(message: AssistantMessage) -> str:
+    """An assistant message's tool calls as the JSON-mode object the model writes."""
     calls = [{"name": call.name, "arguments": call.arguments} for call in message.tool_calls]
     return json.dumps({"tool_calls": calls}, ensure_ascii=False)
 
 
-def _results_text(results: Sequence[ToolResultMessage]) -> str:
+def tool_results_text(results: Sequence[ToolResultMessage]) -> str:
+    """A round's tool results as the text of one user turn."""
     lines = ["Tool results:"]
     for result in results:
         status = "error" if result.is_error else "result"
@@ -106,6 +118,11 @@ _BY_ARCHITECTURE: dict[str, type[PromptFormat]] = {
     "gemma3n": GemmaFormat,
 }
 _BY_NAME: dict[str, type[PromptFormat]] = {"gemma": GemmaFormat}
+
+
+def has_builtin_format(architecture: str) -> bool:
+    """Whether a built-in prompt format exists for this architecture."""
+    return architecture in _BY_ARCHITECTURE
 
 
 def format_for_architecture(architecture: str, chat_format: str | None = None) -> PromptFormat:
