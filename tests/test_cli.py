@@ -39,7 +39,7 @@ def test_run_reports_engine_errors_with_exit_code_2(capsys: pytest.CaptureFixtur
 def test_run_on_the_local_engine(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "What is 12345 times 54321?", "--max-tokens", "48"]) == 0
     out = capsys.readouterr().out
-    assert "gemma-3-270m-q4_k_m on the llama_cpp engine" in out
+    assert re.match(r"agentkit run: \S+ on the llama_cpp engine\n", out)  # the default model
     assert 'tool call   calculator({"expression":"12345 * 54321"})' in out
     assert "tool result 670592745" in out
     assert re.search(r"model loaded in \d+\.\d\d s\n", out)
