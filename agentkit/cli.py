@@ -311,8 +311,22 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         help="required (default): the first rounds must call a tool, which a small base "
         "model needs; the last round answers",
     )
-    run.add_argument("--max-rounds", type=int, default=2, help="prediction rounds (default 2)")
-    run.add_argument("--max-tokens", type=int, default=64, help="tokens per round (default 64)")
+    run.add_argument(
+        "--max-rounds", type=_positive_int, default=2, help="prediction rounds (default 2)"
+    )
+    run.add_argument(
+        "--max-tokens", type=_positive_int, default=64, help="tokens per round (default 64)"
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _chat_arguments(chat: argparse.ArgumentParser) -> None:
@@ -333,9 +347,14 @@ def _chat_arguments(chat: argparse.ArgumentParser) -> None:
     )
     chat.add_argument("--system", default=None, metavar="TEXT", help="the system prompt")
     chat.add_argument(
-        "--max-rounds", type=int, default=6, help="prediction rounds per reply (default 6)"
+        "--max-rounds",
+        type=_positive_int,
+        default=6,
+        help="prediction rounds per reply (default 6)",
     )
-    chat.add_argument("--max-tokens", type=int, default=512, help="tokens per round (default 512)")
+    chat.add_argument(
+        "--max-tokens", type=_positive_int, default=512, help="tokens per round (default 512)"
+    )
 
 
 def _chat_command(options: argparse.Namespace) -> int:

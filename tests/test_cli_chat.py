@@ -132,7 +132,8 @@ def test_stop_cancels_the_reply_from_another_thread() -> None:
     timer.start()
     assert chat_session.send("go") is None
     timer.join()
-    assert "[stopped" in script.text and "f" not in script.text.split("a ")[-1]
+    assert "a " in script.writes and "f" not in script.writes  # stopped before the last word
+    assert "[stopped; this turn is not kept]" in script.text
     assert [m.role for m in chat_session.chat] == ["system"]
 
 
@@ -404,3 +405,15 @@ def test_a_terminal_session_streams_stops_on_ctrl_c_and_exits_on_ctrl_d(tmp_path
     saved = json.loads((tmp_path / "kept.json").read_text())
     contents = [message["content"] for message in saved["messages"]]
     assert contents == ["Be brief.", "hello", "Hello from the scripted model."]
+
+
+@pytest.mark.parametrize("command", ["chat", "run"])
+@pytest.mark.parametrize("option", ["--max-tokens", "--max-rounds"])
+def test_round_and_token_limits_must_be_positive(
+    command: str, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = [command, option, "0"] + (["hi"] if command == "run" else [])
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    assert f"{option}: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
