@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+from openai_fault_server import FaultServer, sse, text_stream
 
 import agentkit as ak
 from agentkit.cli import load_tools, main
@@ -22,6 +23,8 @@ from agentkit.cli_chat import ChatIO, ChatSession, LoadedModel, open_model
 from agentkit.errors import EngineError
 from agentkit.testing import Reply, ScriptedModel, ToolCall, scripted_engine
 from agentkit.tools import calculator
+
+CHAT = "/v1/chat/completions"
 
 
 class Script:
@@ -271,6 +274,27 @@ def test_open_model_takes_a_handle_or_a_responder(script_module: Callable[[str, 
     assert open_model(f"scripted:{name}:responder").llm.act("x").final.text == "ok"  # type: ignore[union-attr]
     with pytest.raises(ak.ConfigurationError, match="a responder is a list of replies"):
         open_model(f"scripted:{name}:not_a_responder")
+
+
+def test_a_url_chats_with_that_engine_and_model_switches_keep_it() -> None:
+    with FaultServer(models=["served-model", "other-model"]) as server:
+        server.script(CHAT, sse(text_stream("Hello ", "from ", "the server.")))
+        loaded = open_model(server.url)
+        assert loaded.description == "served-model on the openai engine"
+        assert loaded.url == server.url and loaded.client is not None
+        script = Script(["hi", "/model other-model", "hi again"])
+        ChatSession(loaded, [calculator], script.io).run()
+        posts = server.posts(CHAT)
+    out = script.text
+    assert "Hello from the server." in out and "(1 round," in out
+    assert "model: other-model on the openai engine (loaded in " in out
+    assert [post.body["model"] for post in posts] == ["served-model", "other-model"]
+    assert [m["content"] for m in posts[-1].body["messages"]][-3:] == [
+        "hi",
+        "Hello from the server.",
+        "hi again",
+    ]
+    assert "calculator" in json.dumps(posts[0].body["tools"])
 
 
 def test_open_model_on_an_unknown_url_scheme_is_a_configuration_error() -> None:
