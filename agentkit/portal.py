@@ -18,23 +18,40 @@ If the waiting thread is interrupted (Ctrl-C), its coroutine is cancelled, not l
 from __future__ import annotations
 
 import atexit
-import functools
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agentkit.errors import ClientClosedError
 
 if TYPE_CHECKING:
     import asyncio  # imported when the first loop starts: `import agentkit` stays light
 
-__all__ = ["Portal", "default_portal"]
+__all__ = ["Portal", "default_portal", "on_portal_loop"]
 
 T = TypeVar("T")
 
 _WAIT_SECONDS = 0.25
 """Longest single wait: the interpreter runs signal handlers (Ctrl-C) between waits."""
+
+_PORTAL_LOOP: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
+    "agentkit_portal_loop", default=None
+)
+
+
+def on_portal_loop() -> bool:
+    """True in a call a portal runs (the sync API), on the portal's own loop.
+
+    Its loop belongs to agentkit, not to the caller's async code, so it may be blocked for a
+    moment (a fast sync tool run inline).
+    """
+    loop = _PORTAL_LOOP.get()
+    if loop is None:
+        return False
+    import asyncio  # loaded: a portal made the loop
+
+    return asyncio._get_running_loop() is loop
 
 
 class Portal:
@@ -50,6 +67,7 @@ class Portal:
         "_lock",
         "_loop",
         "_thread",
+        "_waiters",
     )
 
     def __init__(self, *, background: bool = False) -> None:
@@ -59,6 +77,7 @@ class Portal:
         self._drive = threading.Lock()  # held by the thread running the loop
         self._driver: int | None = None
         self._handoffs = 0  # counts releases of the loop, so a waiter never misses one
+        self._waiters = 0  # threads in _changed.wait(); with none, nobody needs notifying
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -83,82 +102,94 @@ class Portal:
         """Run `await function(*args)` on the loop and return its result."""
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
-        if self.in_loop_thread():
+        if self._driver == threading.get_ident():
             raise RuntimeError(
                 "a blocking agentkit call was made on agentkit's own event loop thread (from a "
                 "callback or an async tool?); use the async handle (llm.async_handle) there"
             )
-        loop = self._started()
-        result: Future[T] = Future()
-        result.set_running_or_notify_cancel()  # done only when the coroutine's task has ended
-        result.add_done_callback(self._finished)
-        started: list[asyncio.Task[None]] = []
+        loop = self._loop or self._started()
+        call: _Call[T] = _Call(self)
         driving = (
             not self._background
             and not _thread_runs_a_loop()
             and self._drive.acquire(blocking=False)
         )
-        if driving:  # this thread runs the loop next, so nothing needs waking up
-            loop.call_soon(_start, loop, started, result, function, args)
-        else:
-            loop.call_soon_threadsafe(_start, loop, started, result, function, args)
         try:
             if driving:
                 try:
-                    self._run_until(result)
+                    # This thread runs the loop next, so the task is made here and nothing
+                    # needs waking up; it copies this thread's context, as a call's task must.
+                    call.task = loop.create_task(_run(call, function, args))
+                    self._run_until(call)
                 finally:
                     self._release()
-            self._wait(result)
+            else:
+                loop.call_soon_threadsafe(_start, loop, call, function, args)
+            self._wait(call)
         except BaseException:
-            loop.call_soon_threadsafe(_cancel, started)
-            self._wait(result)  # let the cancellation run: the run ends without half a round
+            loop.call_soon_threadsafe(_cancel, call)
+            self._wait(call)  # let the cancellation run: the run ends without half a round
             raise
-        try:
-            return result.result()
-        except _Escaped as escaped:
-            raise escaped.error from None
+        return call.outcome()
 
-    def _wait(self, future: Future[Any]) -> None:
-        """Return once `future` is done, running the loop whenever no other thread does."""
+    def _wait(self, call: _Call[Any]) -> None:
+        """Return once `call` is done, running the loop whenever no other thread does."""
+        if call.done:
+            return
         if not self._background:
             if not _thread_runs_a_loop():
-                self._serve(future)
+                self._serve(call)
                 return
-            threading.Thread(target=self._serve, args=(future,), daemon=True).start()
-        while not future.done():  # another thread runs the loop
-            with self._lock:
-                if not future.done():
-                    self._changed.wait(_WAIT_SECONDS)
+            threading.Thread(target=self._serve, args=(call,), daemon=True).start()
+        while not call.done:  # another thread runs the loop
+            self._sleep(call, None)
 
-    def _serve(self, future: Future[Any]) -> None:
-        while not future.done():
+    def _serve(self, call: _Call[Any]) -> None:
+        while not call.done:
             handoffs = self._handoffs
             if self._drive.acquire(blocking=False):
                 try:
-                    self._run_until(future)
+                    self._run_until(call)
                 finally:
                     self._release()
                 continue
-            with self._lock:
-                if not future.done() and handoffs == self._handoffs:
+            self._sleep(call, handoffs)
+
+    def _sleep(self, call: _Call[Any], handoffs: int | None) -> None:
+        """Wait for a change, unless `call` ended or the loop was released since `handoffs`."""
+        with self._lock:
+            # Counted before the check: a call that ends and then sees no waiter to notify
+            # was marked done before this check reads it.
+            self._waiters += 1
+            try:
+                if not call.done and handoffs in (None, self._handoffs):
                     self._changed.wait(_WAIT_SECONDS)
+            finally:
+                self._waiters -= 1
 
     def _release(self) -> None:
         self._driver = None
         with self._lock:
             self._handoffs += 1
             self._drive.release()
-            self._changed.notify_all()  # a waiting caller takes the loop over
+            if self._waiters:
+                self._changed.notify_all()  # a waiting caller takes the loop over
 
-    def _run_until(self, future: Future[Any]) -> None:
+    def _notify(self) -> None:
+        if self._waiters:
+            with self._lock:
+                self._changed.notify_all()
+
+    def _run_until(self, call: _Call[Any]) -> None:
         loop = self._loop
-        if loop is None or loop.is_closed() or future.done():
+        if loop is None or loop.is_closed() or call.done:
             return
         self._driver = threading.get_ident()
-        # The future is resolved on the loop, so this stops run_forever right after; a stop
-        # left over from an interrupted driver only ends a drive early, and _serve goes on.
-        future.add_done_callback(lambda _: loop.stop())
-        loop.run_forever()
+        call.stops = loop  # the call stops run_forever as it ends
+        try:
+            loop.run_forever()
+        finally:
+            call.stops = None  # interrupted: the call must not end another thread's drive
 
     def _drive_forever(self) -> None:
         loop = self._loop
@@ -169,10 +200,6 @@ class Portal:
                 loop.run_forever()
             finally:
                 self._driver = None
-
-    def _finished(self, _: Future[Any]) -> None:
-        with self._lock:
-            self._changed.notify_all()
 
     def in_loop_thread(self) -> bool:
         """True when called from the thread that is running the portal's loop."""
@@ -203,6 +230,36 @@ class Portal:
         return self._closed
 
 
+class _Call(Generic[T]):
+    """One call's coroutine task and outcome; set on the loop, read by the calling thread."""
+
+    __slots__ = ("done", "error", "portal", "stops", "task", "value")
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+        self.task: asyncio.Task[None] | None = None
+        self.stops: asyncio.AbstractEventLoop | None = None
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+    def finish(self) -> None:
+        self.done = True  # before the notification: see Portal._sleep
+        if self.stops is not None:
+            self.stops.stop()
+        self.portal._notify()
+
+    def outcome(self) -> T:
+        error = self.error
+        if error is None:
+            value: T = self.value
+            return value
+        try:
+            raise error
+        finally:
+            del error  # no reference cycle through the traceback
+
+
 def _thread_runs_a_loop() -> bool:
     import asyncio
 
@@ -223,50 +280,44 @@ def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-class _Escaped(Exception):
-    """Carries a KeyboardInterrupt or SystemExit from the loop to the caller."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(repr(error))
-        self.error = error
-
-
 def _start(
     loop: asyncio.AbstractEventLoop,
-    started: list[asyncio.Task[None]],
-    result: Future[Any],
+    call: _Call[Any],
     function: Callable[..., Awaitable[Any]],
     args: tuple[Any, ...],
 ) -> None:
-    task = loop.create_task(_run(result, function, args))
-    task.add_done_callback(functools.partial(_settle, result))
-    started.append(task)
+    call.task = loop.create_task(_run(call, function, args))
 
 
-def _settle(result: Future[Any], task: asyncio.Task[None]) -> None:
+def _cancel(call: _Call[Any]) -> None:
+    task = call.task
+    if task is None:  # its task was never made
+        _settle(call)
+        return
+    task.cancel()
+    task.add_done_callback(lambda _: _settle(call))
+
+
+def _settle(call: _Call[Any]) -> None:
     import asyncio
 
-    if not result.done():  # cancelled before its first step, so _run never began
-        result.set_exception(asyncio.CancelledError())
-
-
-def _cancel(started: list[asyncio.Task[None]]) -> None:
-    for task in started:
-        task.cancel()
+    if not call.done:  # cancelled before its first step, so _run never began
+        call.error = asyncio.CancelledError()
+        call.finish()
 
 
 async def _run(
-    result: Future[Any], function: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    call: _Call[Any], function: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
 ) -> None:
+    _PORTAL_LOOP.set(call.portal._loop)  # in this task's own copy of the caller's context
     try:
-        value = await function(*args)
-    except (KeyboardInterrupt, SystemExit) as error:
-        # Raised out of the loop, these would stop whoever drives it; the caller gets them.
-        result.set_exception(_Escaped(error))
-    except BaseException as error:  # a cancellation included: this task is the call's root
-        result.set_exception(error)
-    else:
-        result.set_result(value)
+        call.value = await function(*args)
+    except BaseException as error:
+        # A cancellation included (this task is the call's root), and KeyboardInterrupt and
+        # SystemExit, which raised out of the loop would stop whoever drives it: the caller
+        # gets each of them.
+        call.error = error
+    call.finish()
 
 
 _default: Portal | None = None

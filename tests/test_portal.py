@@ -73,6 +73,70 @@ def test_many_threads_share_one_portal_and_every_call_returns_its_own_result(
     assert time.monotonic() - started < 60  # generous: a lost hand-off would hang for good
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_no_wake_up_is_lost_between_threads(
+    background: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waiters also re-check every _WAIT_SECONDS; made long, a lost notification would hang.
+    monkeypatch.setattr("agentkit.portal._WAIT_SECONDS", 30.0)
+    portal = Portal(background=background)
+    errors: list[BaseException] = []
+
+    async def step(value: int) -> int:
+        if value % 2:
+            await anyio.lowlevel.checkpoint()
+        return value
+
+    def worker(index: int) -> None:
+        try:
+            for n in range(300):
+                assert portal.call(step, n) == n
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    portal.close()
+    assert not errors
+    assert time.monotonic() - started < 25  # one lost wake-up alone would take 30 s
+
+
+def test_a_waiting_caller_takes_the_loop_over_when_the_driver_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("agentkit.portal._WAIT_SECONDS", 30.0)  # no periodic re-check
+    portal = Portal()
+    driving = threading.Event()
+
+    async def short() -> int:
+        driving.set()
+        await anyio.sleep(0.2)
+        return threading.get_ident()
+
+    async def long() -> int:
+        await anyio.sleep(0.5)  # still sleeping when the first caller's call ends
+        return threading.get_ident()
+
+    second: list[int] = []
+    thread = threading.Thread(target=lambda: second.append(portal.call(long)))
+    try:
+        started = time.monotonic()
+        first = threading.Thread(target=lambda: second.append(portal.call(short)))
+        first.start()
+        assert driving.wait(10)
+        thread.start()
+        first.join(10)
+        thread.join(20)
+        assert time.monotonic() - started < 10  # a lost hand-off would wait 30 s
+        assert len(second) == 2 and second[0] != second[1]  # each ended on its own thread
+    finally:
+        portal.close()
+
+
 def test_a_thread_that_runs_an_event_loop_gets_a_helper_to_drive() -> None:
     portal = Portal()
 
@@ -147,20 +211,20 @@ def test_an_unclosed_portal_does_not_keep_the_interpreter_alive(code: str) -> No
 
 def test_a_call_cancelled_before_its_task_starts_still_ends() -> None:
     # Ctrl-C can land before the call's task takes its first step; the call must end anyway.
-    from concurrent.futures import Future
+    from agentkit.portal import _Call, _cancel, _start
 
-    from agentkit.portal import _cancel, _start
-
+    portal = Portal()
     loop = asyncio.new_event_loop()
     try:
-        result: Future[int] = Future()
-        result.set_running_or_notify_cancel()
-        started: list[asyncio.Task[None]] = []
-        _start(loop, started, result, pause_and_return, (5,))
-        _cancel(started)
-        loop.run_until_complete(asyncio.gather(*started, return_exceptions=True))
-        assert result.done()
+        call: _Call[int] = _Call(portal)
+        _start(loop, call, pause_and_return, (5,))
+        _cancel(call)
+        assert call.task is not None
+        loop.run_until_complete(asyncio.gather(call.task, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0))  # the task's done callbacks
+        assert call.done
         with pytest.raises(asyncio.CancelledError):
-            result.result()
+            call.outcome()
     finally:
         loop.close()
+        portal.close()
