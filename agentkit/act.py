@@ -34,6 +34,7 @@ from agentkit.errors import (
 )
 from agentkit.messages import AssistantMessage, Message, UserMessage
 from agentkit.observe import RunInfo, RunTrace, get_observer
+from agentkit.portal import on_portal_loop
 from agentkit.prediction import PredictionCallbacks, RoundPrediction, run_prediction
 from agentkit.results import ActResult, PredictionResult, RoundRecord, StopReason, Usage
 from agentkit.structured import OutputFormat, OutputInvalid
@@ -238,6 +239,9 @@ class _Run:
             max_parallel=self.options.max_parallel_tool_calls,
             handler=handler,
             trace=self.trace,
+            # A fast sync tool may run inline on agentkit's own loop, unless a cancel token
+            # was given: it could not cut an inline tool short.
+            inline=self.options.cancel_token is None and on_portal_loop(),
         )
         assistant = predicted.result.message
         feedback: list[Message] = []

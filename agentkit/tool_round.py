@@ -9,6 +9,7 @@ Results come back in request order whatever order the calls finish in.
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -79,8 +80,14 @@ async def run_tool_calls(
     max_parallel: int | None,
     handler: InvalidRequestHandler | None,
     trace: RunTrace = NO_TRACE,
+    inline: bool = False,
 ) -> list[ToolCallOutcome]:
-    """Run the calls (sequential tools alone, the rest concurrently); outcomes in call order."""
+    """Run the calls (sequential tools alone, the rest concurrently); outcomes in call order.
+
+    `inline` allows a fast sync tool to run in this thread when it is its batch's one call
+    (see `Tool`): the caller sets it when nothing else is lost by that (the sync API, no
+    cancel token).
+    """
     outcomes = [ToolCallOutcome(call, toolset.get(call.name)) for call in calls]
     runnable: list[tuple[ToolCallOutcome, BoundArguments]] = []
     for outcome in outcomes:
@@ -90,11 +97,11 @@ async def run_tool_calls(
     limiter = anyio.CapacityLimiter(max_parallel) if max_parallel else None
     for batch in _batches(runnable):
         if len(batch) == 1:
-            await _execute(*batch[0], limiter, trace)
+            await _execute(*batch[0], limiter, trace, inline)
             continue
         async with anyio.create_task_group() as group:
             for outcome, bound in batch:
-                group.start_soon(_execute, outcome, bound, limiter, trace)
+                group.start_soon(_execute, outcome, bound, limiter, trace, False)
     for outcome in outcomes:
         if not outcome.executed:
             trace.tool_call_rejected(outcome)
@@ -159,6 +166,7 @@ async def _execute(
     bound: BoundArguments,
     limiter: anyio.CapacityLimiter | None,
     trace: RunTrace,
+    inline: bool,
 ) -> None:
     tool = outcome.tool
     assert tool is not None  # only validated calls get here
@@ -166,22 +174,23 @@ async def _execute(
     if limiter is not None:
         async with limiter:
             with trace.tool_call(outcome):
-                await _execute_now(outcome, tool, bound)
+                await _execute_now(outcome, tool, bound, inline)
     else:
         with trace.tool_call(outcome):
-            await _execute_now(outcome, tool, bound)
+            await _execute_now(outcome, tool, bound, inline)
 
 
 async def _execute_now(
-    outcome: ToolCallOutcome, tool: Tool[..., Any], bound: BoundArguments
+    outcome: ToolCallOutcome, tool: Tool[..., Any], bound: BoundArguments, allowed: bool
 ) -> None:
+    inline = tool.runs_inline(allowed)
     started = time.perf_counter()
     try:
         if tool.timeout is None:
-            value = await tool.run(bound)
+            value = await tool.run(bound, inline=inline)
         else:
             with anyio.move_on_after(tool.timeout) as scope:
-                value = await tool.run(bound)
+                value = await tool.run(bound, inline=inline)
             if scope.cancelled_caught:
                 outcome.error = ToolTimeoutError(tool.name, tool.timeout)
                 return
@@ -191,13 +200,20 @@ async def _execute_now(
     except BaseException as error:
         # Whatever a tool raises (KeyboardInterrupt, SystemExit, its own CancelledError...) is
         # the tool's failure; only the loop cancelling this task ends the run.
-        if is_cancellation(error):
+        if is_cancellation(error) or (inline and _is_ctrl_c(error)):
             raise
         failure = ToolExecutionError(tool.name, error)
         failure.__cause__ = error
         outcome.error = failure
     finally:
         outcome.duration_seconds = time.perf_counter() - started
+
+
+def _is_ctrl_c(error: BaseException) -> bool:
+    """A KeyboardInterrupt in the main thread, where Python raises Ctrl-C: it ends the run."""
+    return isinstance(error, KeyboardInterrupt) and (
+        threading.current_thread() is threading.main_thread()
+    )
 
 
 async def message_for_invalid_request(
