@@ -9,12 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from agentkit.errors import ConfigurationError, describe_validation_errors
 
-__all__ = ["LoadConfig", "LoadConfigInput", "PredictionConfig", "PredictionConfigInput"]
+__all__ = [
+    "LoadConfig",
+    "LoadConfigInput",
+    "NamedToolChoice",
+    "PredictionConfig",
+    "PredictionConfigInput",
+    "ToolChoice",
+]
 
 
 class _Config(BaseModel):
@@ -41,6 +48,21 @@ class LoadConfig(_Config):
     """A Jinja chat template to use instead of the one in the model file."""
 
 
+class NamedToolChoice(_Config):
+    """A call to this one tool is required (`{"name": "calculator"}`)."""
+
+    name: str = Field(min_length=1)
+
+
+ToolChoice: TypeAlias = Literal["none", "auto", "required"] | NamedToolChoice
+"""What the model may do with the tools a round offers; see `PredictionConfig.tool_choice`."""
+
+_TOOL_CHOICE_HELP = (
+    'tool_choice is "none", "auto", "required", {"name": <tool>} or '
+    '{"type": "function", "function": {"name": <tool>}}'
+)
+
+
 class PredictionConfig(_Config):
     """How one prediction samples; may differ per call."""
 
@@ -53,9 +75,39 @@ class PredictionConfig(_Config):
     stop_strings: tuple[str, ...] = ()
     seed: int | None = None
     logit_bias: dict[int, float] | None = None
-    tool_choice: Literal["auto", "required"] = "auto"
-    """"required": when tools are offered, the model must call at least one (OpenAI's
-    tool_choice); the final round of act() offers no tools, so it still answers."""
+    tool_choice: ToolChoice = "auto"
+    """What the model may do with the offered tools (OpenAI's tool_choice): "auto" (call or
+    answer), "none" (answer; the local and LM Studio engines then offer no tools at all),
+    "required" (call at least one), or `{"name": "calculator"}` (call that tool; OpenAI's
+    `{"type": "function", "function": {"name": ...}}` is accepted too). A named tool that the
+    round does not offer is a `ConfigurationError` before inference.
+
+    It applies to every prediction that offers tools, as OpenAI applies it to every request;
+    predictions without tools (respond(), act()'s final round) ignore it. So with "required" or
+    a named tool, act() calls tools every round until `max_prediction_rounds`, whose final
+    round offers no tools and answers: give such a run a round limit."""
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _tool_choice(cls, value: Any) -> Any:
+        """Normalise OpenAI's function form; refuse anything else with the accepted forms."""
+        if isinstance(value, NamedToolChoice) or value in ("none", "auto", "required"):
+            return value
+        name: Any = None
+        if isinstance(value, str):
+            raise ValueError(
+                f'{_TOOL_CHOICE_HELP}, got {value!r} (for a tool: {{"name": "{value}"}})'
+            )
+        if isinstance(value, Mapping):
+            function = value.get("function")
+            if set(value) == {"type", "function"} and value["type"] == "function":
+                if isinstance(function, Mapping) and set(function) == {"name"}:
+                    name = function["name"]
+            elif set(value) == {"name"}:
+                name = value["name"]
+        if isinstance(name, str) and name:
+            return NamedToolChoice(name=name)
+        raise ValueError(f"{_TOOL_CHOICE_HELP}, got {value!r}")
 
 
 LoadConfigInput: TypeAlias = LoadConfig | Mapping[str, Any] | None

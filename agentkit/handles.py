@@ -226,6 +226,7 @@ def _parsed(result: PredictionResult, output: OutputFormat | None) -> Prediction
         time_to_first_token_seconds=result.time_to_first_token_seconds,
         duration_seconds=result.duration_seconds,
         parsed=parsed,
+        stats=result.stats,
     )
 
 

@@ -21,7 +21,7 @@ from agentkit.engines.base import (
     ToolCallRequested,
 )
 from agentkit.errors import EngineError
-from agentkit.results import PredictionFragment, PredictionResult, Usage
+from agentkit.results import PredictionFragment, PredictionResult, PredictionStats, Usage
 
 __all__ = ["PredictionBuilder", "PredictionCallbacks", "RoundPrediction", "run_prediction"]
 
@@ -101,17 +101,57 @@ class PredictionBuilder:
             tool_calls=tuple(self._calls),
             reasoning="".join(self._reasoning) if self._reasoning else None,
         )
-        started = self._started
+        started, ended = self._started, time.perf_counter()
+        first = self._first_token_at
+        time_to_first_token = None if first is None else first - started
         return PredictionResult(
             message=message,
             usage=usage,
             finish_reason=reason,
             model=self.model_name,
-            time_to_first_token_seconds=(
-                None if self._first_token_at is None else self._first_token_at - started
+            time_to_first_token_seconds=time_to_first_token,
+            duration_seconds=ended - started,
+            stats=_stats(
+                done,
+                usage,
+                time_to_first_token,
+                None if first is None else ended - first,
             ),
-            duration_seconds=time.perf_counter() - started,
         )
+
+
+def _stats(
+    done: PredictionDone | None,
+    usage: Usage,
+    time_to_first_token: float | None,
+    generation_seconds: float | None,
+) -> PredictionStats:
+    """The engine's own figures, completed from agentkit's clock where it reported none."""
+    if done is None:  # cancelled before the engine finished: nothing was counted
+        return PredictionStats(time_to_first_token_seconds=time_to_first_token)
+    engine = done.stats or PredictionStats(usage.prompt_tokens, usage.completion_tokens)
+    generated = engine.generated_tokens
+    rate = engine.tokens_per_second
+    if rate is not None:  # the engine's own rate: its generation time goes with it
+        generation_seconds = engine.generation_seconds
+        if generation_seconds is None and generated is not None and rate > 0:
+            generation_seconds = generated / rate
+    elif engine.generation_seconds is not None:
+        generation_seconds = engine.generation_seconds
+    if rate is None and generated is not None and generated >= 2 and generation_seconds:
+        rate = generated / generation_seconds
+    return PredictionStats(
+        prompt_tokens=engine.prompt_tokens,
+        generated_tokens=generated,
+        time_to_first_token_seconds=(
+            engine.time_to_first_token_seconds
+            if engine.time_to_first_token_seconds is not None
+            else time_to_first_token
+        ),
+        generation_seconds=generation_seconds,
+        tokens_per_second=rate,
+        peak_memory_bytes=engine.peak_memory_bytes,
+    )
 
 
 async def run_prediction(

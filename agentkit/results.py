@@ -11,6 +11,7 @@ __all__ = [
     "ActResult",
     "PredictionFragment",
     "PredictionResult",
+    "PredictionStats",
     "RoundRecord",
     "StopReason",
     "ToolCallRecord",
@@ -46,6 +47,29 @@ class PredictionFragment:
 
 
 @dataclass(frozen=True, slots=True)
+class PredictionStats:
+    """How one prediction went; a figure the engine cannot know is None.
+
+    Counts and peak memory come from the engine. Timings are agentkit's clock on the caller's
+    side unless the engine reports its own (LM Studio reports the server's time to first token
+    and tokens per second).
+    """
+
+    prompt_tokens: int | None = None
+    generated_tokens: int | None = None
+    time_to_first_token_seconds: float | None = None
+    generation_seconds: float | None = None
+    """From the first generated token to the end of the prediction."""
+    tokens_per_second: float | None = None
+    """`generated_tokens / generation_seconds`; None with fewer than two generated tokens (one
+    token has no rate)."""
+    peak_memory_bytes: int | None = None
+    """Local engine only: the model's weights plus the KV cache the prediction's tokens occupy
+    at its end, as llama.cpp sizes them (why this measure: `InstanceWorker.peak_memory` in
+    `agentkit.engines.llama_cpp.worker`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class PredictionResult:
     """One finished prediction (a respond() or complete() call, or one act() round)."""
 
@@ -56,6 +80,8 @@ class PredictionResult:
     time_to_first_token_seconds: float | None
     duration_seconds: float
     parsed: Any = None
+    stats: PredictionStats = field(default_factory=PredictionStats)
+    """Token counts, time to first token, tokens per second and (local engine) peak memory."""
 
     @property
     def content(self) -> str:

@@ -17,10 +17,10 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from agentkit.config import LoadConfig, PredictionConfig
+from agentkit.config import LoadConfig, NamedToolChoice, PredictionConfig, ToolChoice
 from agentkit.errors import ConfigurationError, NotSupportedError
 from agentkit.messages import Message, ToolCall
-from agentkit.results import Usage
+from agentkit.results import PredictionStats, Usage
 
 __all__ = [
     "BaseEngine",
@@ -39,6 +39,7 @@ __all__ = [
     "TextDelta",
     "ToolCallRequested",
     "ToolDefinition",
+    "ToolOffer",
     "WrapperEngine",
 ]
 
@@ -66,6 +67,8 @@ class PredictionRequest:
 
     Exactly one of `messages` (chat prediction) and `prompt` (raw completion) is used.
     `tools` is empty when no tools are offered (always so on an act() run's final round).
+    A config naming a tool (`tool_choice={"name": ...}`) that `tools` lacks is refused here,
+    before any engine sees the request; with no tools offered, tool_choice does not apply.
     """
 
     messages: Sequence[Message] = ()
@@ -74,6 +77,45 @@ class PredictionRequest:
     response_format: ResponseFormatSpec | None = None
     prompt: str | None = None
     round_index: int = 0
+
+    def __post_init__(self) -> None:
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice) and self.tools:
+            names = [tool.name for tool in self.tools]
+            if choice.name not in names:
+                offered = ", ".join(repr(name) for name in names)
+                raise ConfigurationError(
+                    f"tool_choice names {choice.name!r}, which is not among the tools offered: "
+                    f"{offered}"
+                )
+
+    @property
+    def tool_choice(self) -> ToolChoice:
+        """The config's tool_choice ("auto" without a config)."""
+        return "auto" if self.config is None else self.config.tool_choice
+
+    def tool_offer(self) -> ToolOffer:
+        """The tools to put before the model and whether it must call one.
+
+        For engines that enforce tool_choice themselves (by grammar, or a server's "force"):
+        "none" offers nothing, a named tool offers only that tool with a call required.
+        """
+        choice, tools = self.tool_choice, tuple(self.tools)
+        if not tools or choice == "auto":
+            return ToolOffer(tools, required=False)
+        if choice == "none":
+            return ToolOffer((), required=False)
+        if choice == "required":
+            return ToolOffer(tools, required=True)
+        return ToolOffer(tuple(t for t in tools if t.name == choice.name), required=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOffer:
+    """What a prediction shows the model of its tools: these tools, and whether a call is due."""
+
+    tools: tuple[ToolDefinition, ...]
+    required: bool
 
 
 ModelKind: TypeAlias = Literal["llm", "embedding"]
@@ -150,10 +192,16 @@ class MalformedToolCall:
 
 @dataclass(frozen=True, slots=True)
 class PredictionDone:
-    """The prediction finished; always the last event."""
+    """The prediction finished; always the last event.
+
+    `stats` is what the engine measured itself. Without it the result's stats take their token
+    counts from `usage`; with it, its counts are final (None: the engine could not count) and
+    its None timings are filled from agentkit's clock. Measurements take no part in equality.
+    """
 
     usage: Usage
     finish_reason: str = "stop"
+    stats: PredictionStats | None = field(default=None, compare=False)
 
 
 PredictionEvent: TypeAlias = (

@@ -90,6 +90,8 @@ class Finish:
     """Send `success` with this stop reason (sent automatically when a script ends)."""
 
     stop_reason: str = "eosFound"
+    stats: dict[str, Any] | None = None
+    """More fields of `success.stats` (tokensPerSecond, timeToFirstTokenSec, ...)."""
 
 
 @dataclass(frozen=True)
@@ -453,6 +455,7 @@ class LMStudioTestServer:
         await send({"type": "promptProcessingProgress", "progress": 1.0})
         predicted = 0
         stop_reason = "toolCalls" if any(isinstance(s, ToolCallGen) for s in steps) else "eosFound"
+        more_stats: dict[str, Any] = {}
         for step in steps:
             if self.step_delay:
                 await asyncio.sleep(self.step_delay)
@@ -518,6 +521,7 @@ class LMStudioTestServer:
                 await send(step.message)
             else:
                 stop_reason = step.stop_reason
+                more_stats = step.stats or {}
                 break
         model_info = _model_info(instance.spec)
         await send(
@@ -528,6 +532,7 @@ class LMStudioTestServer:
                     "promptTokensCount": 7,
                     "predictedTokensCount": predicted,
                     "totalTokensCount": 7 + predicted,
+                    **more_stats,
                 },
                 "modelInfo": model_info,
                 "loadModelConfig": {"fields": []},

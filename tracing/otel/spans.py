@@ -179,6 +179,11 @@ class _OtelRunTrace(RunTrace):
                     attributes[key] = value
             if config.stop_strings:
                 attributes["gen_ai.request.stop_sequences"] = list(config.stop_strings)
+            if request.tools:
+                choice = config.tool_choice
+                attributes["agentkit.request.tool_choice"] = (
+                    choice if isinstance(choice, str) else f"function:{choice.name}"
+                )
         attributes["agentkit.request.tools"] = [tool.name for tool in request.tools]
         prompt = self._content(json.dumps([message_to_dict(m) for m in request.messages]))
         if prompt is not None:
@@ -201,6 +206,14 @@ class _OtelRunTrace(RunTrace):
                 span.set_attribute(
                     "gen_ai.server.time_to_first_token", result.time_to_first_token_seconds
                 )
+            stats = result.stats  # no gen_ai attributes exist for these
+            for key, value in (
+                ("agentkit.prediction.generation_seconds", stats.generation_seconds),
+                ("agentkit.prediction.tokens_per_second", stats.tokens_per_second),
+                ("agentkit.prediction.peak_memory_bytes", stats.peak_memory_bytes),
+            ):
+                if value is not None:
+                    span.set_attribute(key, value)
             completion = self._content(json.dumps(message_to_dict(result.message)))
             if completion is not None:
                 span.set_attribute("gen_ai.output.messages", completion)

@@ -7,6 +7,10 @@
   calls): the template renders the tools, the output is free, and the format's own parser reads
   the calls; malformed ones go through act()'s invalid-request path. Native mode cannot force a
   call, so `tool_choice="required"` falls back to JSON mode for that round, on the same template.
+
+tool_choice is enforced by what the round offers (`PredictionRequest.tool_offer`): "none"
+offers no tools at all, so the answer is text; a named tool offers that tool alone with a call
+required, so JSON mode's grammar admits only calls to it.
 """
 
 from __future__ import annotations
@@ -69,9 +73,9 @@ def plan_round(
     native: NativeTemplate | None,
 ) -> RoundPlan:
     """Decide how this request is prompted, constrained and parsed."""
-    tools = tuple(request.tools)
+    offer = request.tool_offer()
+    tools, required = offer.tools, offer.required
     response_format = request.response_format
-    required = bool(tools) and config.tool_choice == "required"
     if request.prompt is not None:
         return RoundPlan(
             [Segment(request.prompt, special=False)],

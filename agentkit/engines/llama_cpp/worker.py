@@ -40,7 +40,7 @@ from agentkit.engines.llama_cpp.sampling import SamplingParams, TokenSampler
 from agentkit.engines.llama_cpp.stop_strings import StopMatcher
 from agentkit.engines.llama_cpp.tool_modes import NativeTemplate, RoundPlan
 from agentkit.errors import EngineError
-from agentkit.results import Usage
+from agentkit.results import PredictionStats, Usage
 
 __all__ = [
     "EmbedJob",
@@ -206,9 +206,26 @@ class InstanceWorker:
         self.stats.predictions += 1
         self.stats.prompt_tokens += len(tokens)
         self.stats.generated_tokens += generated
-        job.emit(PredictionDone(Usage(len(tokens), generated), finish))
+        stats = PredictionStats(len(tokens), generated, peak_memory_bytes=self.peak_memory())
+        job.emit(PredictionDone(Usage(len(tokens), generated), finish, stats))
         if self.states.budget:  # after the result went out: not on the caller's clock
             self.states.put(SavedState.capture(self.llama))
+
+    def peak_memory(self) -> int:
+        """The memory llama.cpp holds for the prediction just run: the model's weights plus the
+        KV cache its tokens occupy (exact sizes from llama.cpp; the KV cache only grows during
+        a prediction, so its size at the end is its peak).
+
+        Chosen over the process's peak resident set (VmHWM, reset through
+        /proc/self/clear_refs): that counts Python and every other instance predicting at the
+        same time, and resetting it takes the process's peak away from everyone else who reads
+        it (getrusage, benchmarks). Not included: llama.cpp's compute buffers, sized once at
+        load and not reported by its C API, so this is a floor for what the prediction needs.
+        """
+        from llama_cpp import llama_cpp as native
+
+        llama = self.llama
+        return int(llama._model.size()) + int(native.llama_state_seq_get_size(llama.ctx, 0))
 
     def _tokenize(self, segments: Sequence[Segment]) -> list[int]:
         tokens: list[int] = []

@@ -44,6 +44,7 @@ from agentkit.engines.base import (
     PredictionEvent,
     PredictionRequest,
     ToolDefinition,
+    ToolOffer,
 )
 from agentkit.engines.lmstudio import sdk
 from agentkit.errors import ConfigurationError, EngineError, ModelNotFoundError
@@ -287,7 +288,7 @@ class LMStudioEngine(BaseEngine):
             history = {"messages": [_message(m) for m in request.messages]}
             chat = Chat.from_history(cast(ChatHistoryDataDict, history))
         schema = None if request.response_format is None else request.response_format.schema
-        config = _prediction_config(request.config, request.tools)
+        config = _prediction_config(request.config, request.tool_offer())
         # Borrowed on behalf of a token, not the task: an async generator may be closed from
         # another task than the one that started it.
         limiter, borrower = self._limiter(identifier), object()
@@ -377,7 +378,7 @@ def _load_config(config: LoadConfig | None) -> dict[str, Any] | None:
 
 
 def _prediction_config(
-    config: PredictionConfig | None, tools: Sequence[ToolDefinition]
+    config: PredictionConfig | None, offer: ToolOffer
 ) -> LlmPredictionConfigDict | None:
     out: dict[str, Any] = {}
     if config is not None:
@@ -392,9 +393,14 @@ def _prediction_config(
         out.update((key, value) for key, value in pairs if value is not None)
         if config.stop_strings:
             out["stopStrings"] = list(config.stop_strings)
-    if tools:
-        # Tools go to the model as plain config: agentkit runs them, not the SDK.
-        out["rawTools"] = {"type": "toolArray", "tools": [_tool(t) for t in tools]}
+    if offer.tools:
+        # Tools go to the model as plain config: agentkit runs them, not the SDK. LM Studio
+        # can force a call ("force") but not name the tool, so a named tool_choice offers that
+        # tool alone; "none" offers no tools (see PredictionRequest.tool_offer).
+        tools: dict[str, Any] = {"type": "toolArray", "tools": [_tool(t) for t in offer.tools]}
+        if offer.required:
+            tools["force"] = True
+        out["rawTools"] = tools
     return cast(LlmPredictionConfigDict, out) if out else None
 
 

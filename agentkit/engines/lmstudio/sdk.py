@@ -41,7 +41,7 @@ from agentkit.engines.base import (
 )
 from agentkit.errors import EngineError, EngineUnavailableError
 from agentkit.messages import ToolCall
-from agentkit.results import Usage
+from agentkit.results import PredictionStats, Usage
 
 # An SDK that moved these is refused by check_version(), which names what is missing; an
 # ImportError here would hide that message behind a traceback.
@@ -191,8 +191,15 @@ async def _events(
         if endpoint.is_finished:
             break
     stats = endpoint.result().stats
-    usage = Usage(_count(stats.prompt_tokens_count), _count(stats.predicted_tokens_count))
-    yield PredictionDone(usage, _STOP_REASONS.get(stats.stop_reason, "stop"))
+    prompt, predicted = _count(stats.prompt_tokens_count), _count(stats.predicted_tokens_count)
+    reported = PredictionStats(
+        prompt_tokens=None if stats.prompt_tokens_count is None else prompt,
+        generated_tokens=None if stats.predicted_tokens_count is None else predicted,
+        time_to_first_token_seconds=_figure(stats.time_to_first_token_sec, "time to first token"),
+        tokens_per_second=_figure(stats.tokens_per_second, "tokens per second"),
+    )
+    reason = _STOP_REASONS.get(stats.stop_reason, "stop")
+    yield PredictionDone(Usage(prompt, predicted), reason, reported)
 
 
 async def _cancel(channel: AsyncChannel[Any], endpoint: PredictionEndpoint) -> None:
@@ -215,6 +222,15 @@ def _fraction(progress: object) -> float:
     if type(progress) in (int, float) and 0.0 <= cast(float, progress) <= 1.0:
         return float(cast(float, progress))
     raise EngineError(f"LM Studio sent a prompt progress that is not a fraction: {_show(progress)}")
+
+
+def _figure(value: float | None, what: str) -> float | None:
+    """A duration or rate from the server's stats: a finite number >= 0, or absent."""
+    if value is None:
+        return None
+    if type(value) in (int, float) and 0.0 <= value < float("inf"):
+        return float(value)
+    raise EngineError(f"LM Studio sent an impossible {what}: {_show(value)}")
 
 
 def _count(count: int | None) -> int:

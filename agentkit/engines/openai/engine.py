@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from agentkit import untrusted
 from agentkit.chat_dicts import message_to_dict
-from agentkit.config import LoadConfig, PredictionConfig
+from agentkit.config import LoadConfig, PredictionConfig, ToolChoice
 from agentkit.engines.base import (
     BaseEngine,
     DownloadedModelInfo,
@@ -585,5 +585,12 @@ def _sampling(config: PredictionConfig | None, tools_offered: bool) -> dict[str,
     if config.logit_bias:
         out["logit_bias"] = {str(token): bias for token, bias in config.logit_bias.items()}
     if tools_offered and config.tool_choice != "auto":
-        out["tool_choice"] = config.tool_choice
+        out["tool_choice"] = _tool_choice(config.tool_choice)
     return out
+
+
+def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    """tool_choice in OpenAI's request format."""
+    if isinstance(choice, str):
+        return choice
+    return {"type": "function", "function": {"name": choice.name}}

@@ -34,7 +34,7 @@ from agentkit.engines.base import (
 )
 from agentkit.errors import EngineError, describe_validation_errors
 from agentkit.messages import ToolCall
-from agentkit.results import Usage
+from agentkit.results import PredictionStats, Usage
 
 __all__ = [
     "DONE",
@@ -310,6 +310,7 @@ class StreamAssembler:
     _calls: dict[int, _CallParts] = field(default_factory=dict)
     _last_call: int | None = None
     _usage: Usage | None = None
+    _counted: PredictionStats = field(default_factory=PredictionStats)
     _finish_reason: str | None = None
     _output_chunks: int = 0
 
@@ -332,6 +333,9 @@ class StreamAssembler:
         chunk: _Chunk = read_model(_Chunk, value, what)
         if chunk.usage is not None:
             self._usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+            self._counted = PredictionStats(
+                chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+            )
         events: list[PredictionEvent] = []
         for choice in chunk.choices or ():
             if choice.index == 0:
@@ -403,7 +407,8 @@ class StreamAssembler:
         events = [_tool_event(parts) for _, parts in sorted(self._calls.items())]
         usage = self._usage or Usage(0, self._output_chunks)
         reason = self._finish_reason or ("tool_calls" if self._calls else "stop")
-        return [*events, PredictionDone(usage, reason)]
+        # The stats keep only what the server counted: chunks are not tokens on every server.
+        return [*events, PredictionDone(usage, reason, self._counted)]
 
 
 def _tool_event(parts: _CallParts) -> PredictionEvent:
