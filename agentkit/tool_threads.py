@@ -58,7 +58,7 @@ INLINE_FAST_SECONDS = 100e-6
 """A sync tool whose last worker run took less than this may run inline (see `Tool`)."""
 
 INLINE_SLOW_SECONDS = 1e-3
-"""An inline run that takes this long sends its tool back to worker threads for good."""
+"""An inline run that takes this long sends its tool back to a worker thread (see `Tool`)."""
 
 _IDLE_SECONDS = 10.0
 _DEFAULT_MAX_ABANDONED = 32

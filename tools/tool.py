@@ -17,16 +17,11 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import pydantic_core
 
+from agentkit import tool_threads
 from agentkit.callbacks import is_async_callable
 from agentkit.engines.base import ToolDefinition
 from agentkit.errors import ToolArgumentsError, ToolDefinitionError
-from agentkit.tool_threads import (
-    INLINE_FAST_SECONDS,
-    INLINE_SLOW_SECONDS,
-    drain_async,
-    run_in_worker,
-    run_inline,
-)
+from agentkit.tool_threads import drain_async, run_in_worker, run_inline
 from agentkit.tools import json_schema
 from agentkit.tools.signature import BoundArguments, FunctionSignature, analyse_function
 
@@ -40,17 +35,22 @@ DEFAULT_RETRIES = 3
 
 _VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
+_INLINE_STRIKES = 3
+"""Slow inline runs after which a tool is never run inline by default again."""
+
 
 class Tool(Generic[P, R]):
     """A tool: what the model is told about it, how its arguments are checked, how it runs.
 
     Where a sync function runs (`inline`): by default (None) in one of agentkit's worker
     threads, which gives it its timeout and lets the run be cancelled while it works, except
-    that in the sync API a tool whose last run took under 100 µs runs inline, in the thread
-    that drives the event loop, saving two thread wake-ups (~250 µs on an idle CPU). It does
-    so only when it is the round's one call, has no timeout and the run no cancel token; one
-    inline run of 1 ms or more, or a BaseException such as SystemExit, sends it back to worker
-    threads for good. `inline=False` always uses a worker; `inline=True` always runs inline,
+    that in the sync API a tool whose last worker run took under 100 µs runs inline, in the
+    thread that drives the event loop, saving two thread wake-ups (~250 µs on an idle CPU). It
+    does so only when it is the round's one call, has no timeout and the run no cancel token.
+    An inline run of 1 ms or more sends it back to a worker, to be timed again (a garbage
+    collection may have landed in it); the third such run, or any BaseException such as
+    SystemExit, keeps it in workers for good. `inline=False` always uses a worker; `inline=True`
+    always runs inline,
     in both APIs (so it may have no timeout). An inline tool runs in the loop's thread: the
     caller's thread in the sync API, unless another thread's call is driving the loop. Nothing
     interrupts it; a cancel waits for it to return, and Ctrl-C (a KeyboardInterrupt in the
@@ -63,6 +63,7 @@ class Tool(Generic[P, R]):
         "_bind",
         "_demoted",
         "_fast",
+        "_slow_runs",
         "definition",
         "description",
         "function",
@@ -113,7 +114,8 @@ class Tool(Generic[P, R]):
         self.is_async = is_async_callable(function)
         self._bind = bind
         self._fast = False  # the last worker run was quick enough to run inline next time
-        self._demoted = False  # an inline run was slow (or raised a BaseException): never again
+        self._slow_runs = 0  # inline runs that took INLINE_SLOW_SECONDS or more
+        self._demoted = False  # never inline again by default
         self.definition = ToolDefinition(name, description, parameters)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -168,14 +170,18 @@ class Tool(Generic[P, R]):
             clean = True  # the tool's ordinary failure: it may stay inline
             raise
         finally:
-            if not clean or time.perf_counter() - started >= INLINE_SLOW_SECONDS:
+            if not clean:
                 self._fast, self._demoted = False, True
+            elif time.perf_counter() - started >= tool_threads.INLINE_SLOW_SECONDS:
+                self._fast = False
+                self._slow_runs += 1
+                self._demoted = self._slow_runs >= _INLINE_STRIKES
         return value
 
     def _timed_in_worker(self, seconds: float, error: BaseException | None) -> None:
         if error is not None and not isinstance(error, Exception):
             self._demoted = True  # a KeyboardInterrupt it raises inline would look like Ctrl-C
-        self._fast = seconds < INLINE_FAST_SECONDS and not self._demoted
+        self._fast = seconds < tool_threads.INLINE_FAST_SECONDS and not self._demoted
 
     def with_options(
         self,
