@@ -14,7 +14,7 @@ from openai_fault_server import Canned, FaultServer, chunk, sse, text_stream
 
 import agentkit as ak
 from agentkit.config import NamedToolChoice, PredictionConfig
-from agentkit.engines.base import PredictionRequest, ToolDefinition, ToolOffer
+from agentkit.engines.base import PredictionRequest, ToolDefinition, ToolOffer, offer_tools
 from agentkit.engines.lmstudio.engine import LMStudioEngine
 from agentkit.engines.openai.engine import OpenAIEngine
 from agentkit.errors import ConfigurationError
@@ -91,6 +91,13 @@ def test_a_named_tool_that_is_not_offered_is_refused_by_the_request() -> None:
         PredictionRequest(tools=(ADD, WEATHER), config=config)
     # Without tools offered (respond(), act()'s final round) tool_choice does not apply.
     assert PredictionRequest(config=config).tool_offer() == ToolOffer((), required=False)
+
+
+def test_offer_tools_refuses_a_missing_name_given_apart_from_a_request() -> None:
+    # plan_round and other engine code may take the config apart from the request.
+    with pytest.raises(ConfigurationError, match="'lookup'"):
+        offer_tools((ADD, WEATHER), NamedToolChoice(name="lookup"))
+    assert offer_tools((), NamedToolChoice(name="lookup")) == ToolOffer((), required=False)
 
 
 @pytest.mark.parametrize(

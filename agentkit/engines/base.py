@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from agentkit.config import LoadConfig, NamedToolChoice, PredictionConfig, ToolChoice
+from agentkit.config import LoadConfig, PredictionConfig, ToolChoice
 from agentkit.errors import ConfigurationError, NotSupportedError
 from agentkit.messages import Message, ToolCall
 from agentkit.results import PredictionStats, Usage
@@ -41,6 +41,7 @@ __all__ = [
     "ToolDefinition",
     "ToolOffer",
     "WrapperEngine",
+    "offer_tools",
 ]
 
 
@@ -79,15 +80,7 @@ class PredictionRequest:
     round_index: int = 0
 
     def __post_init__(self) -> None:
-        choice = self.tool_choice
-        if isinstance(choice, NamedToolChoice) and self.tools:
-            names = [tool.name for tool in self.tools]
-            if choice.name not in names:
-                offered = ", ".join(repr(name) for name in names)
-                raise ConfigurationError(
-                    f"tool_choice names {choice.name!r}, which is not among the tools offered: "
-                    f"{offered}"
-                )
+        offer_tools(self.tools, self.tool_choice)  # refuses a named tool that is not offered
 
     @property
     def tool_choice(self) -> ToolChoice:
@@ -95,19 +88,29 @@ class PredictionRequest:
         return "auto" if self.config is None else self.config.tool_choice
 
     def tool_offer(self) -> ToolOffer:
-        """The tools to put before the model and whether it must call one.
+        """The tools to put before the model and whether it must call one (`offer_tools`)."""
+        return offer_tools(self.tools, self.tool_choice)
 
-        For engines that enforce tool_choice themselves (by grammar, or a server's "force"):
-        "none" offers nothing, a named tool offers only that tool with a call required.
-        """
-        choice, tools = self.tool_choice, tuple(self.tools)
-        if not tools or choice == "auto":
-            return ToolOffer(tools, required=False)
-        if choice == "none":
-            return ToolOffer((), required=False)
-        if choice == "required":
-            return ToolOffer(tools, required=True)
-        return ToolOffer(tuple(t for t in tools if t.name == choice.name), required=True)
+
+def offer_tools(tools: Sequence[ToolDefinition], choice: ToolChoice) -> ToolOffer:
+    """What to put before the model for this tool_choice, for engines that enforce it
+    themselves (by grammar, or a server's "force"): "none" offers nothing, a named tool offers
+    only that tool with a call required. With no tools offered tool_choice does not apply; a
+    named tool missing from `tools` is a `ConfigurationError`."""
+    offered = tuple(tools)
+    if not offered or choice == "auto":
+        return ToolOffer(offered, required=False)
+    if choice == "none":
+        return ToolOffer((), required=False)
+    if choice == "required":
+        return ToolOffer(offered, required=True)
+    named = tuple(tool for tool in offered if tool.name == choice.name)
+    if not named:
+        names = ", ".join(repr(tool.name) for tool in offered)
+        raise ConfigurationError(
+            f"tool_choice names {choice.name!r}, which is not among the tools offered: {names}"
+        )
+    return ToolOffer(named, required=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@
   the calls; malformed ones go through act()'s invalid-request path. Native mode cannot force a
   call, so `tool_choice="required"` falls back to JSON mode for that round, on the same template.
 
-tool_choice is enforced by what the round offers (`PredictionRequest.tool_offer`): "none"
-offers no tools at all, so the answer is text; a named tool offers that tool alone with a call
-required, so JSON mode's grammar admits only calls to it.
+tool_choice is enforced by what the round offers (`offer_tools`): "none" offers no tools at
+all, so the answer is text; a named tool offers that tool alone with a call required, so JSON
+mode's grammar admits only calls to it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from agentkit.engines.base import (
     PredictionRequest,
     TextDelta,
     ToolCallRequested,
+    offer_tools,
 )
 from agentkit.engines.llama_cpp import json_mode
 from agentkit.engines.llama_cpp.native_tools import LLAMA3, MISTRAL, ToolFormat
@@ -73,7 +74,7 @@ def plan_round(
     native: NativeTemplate | None,
 ) -> RoundPlan:
     """Decide how this request is prompted, constrained and parsed."""
-    offer = request.tool_offer()
+    offer = offer_tools(request.tools, config.tool_choice)
     tools, required = offer.tools, offer.required
     response_format = request.response_format
     if request.prompt is not None:
