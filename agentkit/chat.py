@@ -1,10 +1,12 @@
 """The `Chat` container: one conversation's history.
 
-`Chat` follows lmstudio-python's `Chat` (same constructors and `add_*` methods) and adds list-like
-editing and an OpenAI-style dict form (see `agentkit.chat_dicts`). The dict form adds two keys
-only when they carry information: `reasoning_content` on assistant messages (as llama.cpp and
-DeepSeek servers send it) and `is_error` on tool results. That keeps `to_dict` / `from_dict` and
-`to_json` / `from_json` exact round trips while staying readable by OpenAI-compatible servers.
+`Chat` follows lmstudio-python's `Chat`: the same constructors and `add_*` methods, taking the
+same inputs (lmstudio's structs, history dicts and `Chat`s too, see `agentkit.chat_lmstudio`).
+It adds list-like editing and an OpenAI-style dict form (see `agentkit.chat_dicts`). The dict
+form adds two keys only when they carry information: `reasoning_content` on assistant messages
+(as llama.cpp and DeepSeek servers send it) and `is_error` on tool results. That keeps
+`to_dict` / `from_dict` and `to_json` / `from_json` exact round trips while staying readable by
+OpenAI-compatible servers.
 """
 
 from __future__ import annotations
@@ -13,15 +15,21 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
+from pydantic import ValidationError
+
+from agentkit import chat_lmstudio
 from agentkit.chat_dicts import (
     call_names,
     coerce_message,
+    coerce_messages,
+    describe,
     message_to_dict,
     tool_result_from,
 )
 from agentkit.errors import ChatFormatError
 from agentkit.messages import (
     AssistantMessage,
+    FileHandle,
     Image,
     ImageInput,
     Message,
@@ -32,13 +40,13 @@ from agentkit.messages import (
     ToolResultMessage,
     UserMessage,
     new_call_id,
-    to_images,
 )
 from agentkit.untrusted import MAX_DEPTH, UntrustedDataError, check_depth, loads
 
 __all__ = [
     "AssistantMessage",
     "Chat",
+    "FileHandle",
     "Image",
     "ImageInput",
     "Message",
@@ -58,11 +66,14 @@ class Chat:
 
     Compatible with lmstudio-python's `Chat`, plus `len()`, iteration, indexing, `pop`,
     `insert`, `replace`, `remove`, and conversion to and from OpenAI-style message lists.
+    Where lmstudio keeps one message of several parts (consecutive user messages, the results
+    of one `add_tool_results`), agentkit keeps one message per part; the LM Studio engine joins
+    them again, so LM Studio receives what lmstudio's own `Chat` would send.
     """
 
     __slots__ = ("_messages",)
 
-    def __init__(self, initial_prompt: str | None = None) -> None:
+    def __init__(self, initial_prompt: object = None) -> None:
         self._messages: list[Message] = []
         if initial_prompt is not None:
             self.add_system_prompt(initial_prompt)
@@ -70,13 +81,12 @@ class Chat:
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_history(
-        cls, history: str | Chat | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
-    ) -> Chat:
+    def from_history(cls, history: object) -> Chat:
         """A chat from a user prompt, another chat (copied), or message data.
 
-        A `str` becomes a chat with that single user message. Dicts and lists go through
-        `from_dict`.
+        A `str` becomes a chat with that single user message. Message data is what `from_dict`
+        reads, plus lmstudio's own: its `Chat`, `ChatHistoryData`, history dicts and message
+        structs, and `(role, content)` pairs (read as `add_entry` reads them).
         """
         if isinstance(history, Chat):
             return history.copy()
@@ -84,7 +94,7 @@ class Chat:
             chat = cls()
             chat.add_user_message(history)
             return chat
-        return cls.from_dict(history)
+        return cls._from_data(chat_lmstudio.history_data(history), split=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]) -> Chat:
@@ -95,6 +105,10 @@ class Chat:
         JSON string or an object, and tool messages without `name` (taken from the earlier
         tool call with the same id). Raises `ChatFormatError` naming the message at fault.
         """
+        return cls._from_data(data, split=False)
+
+    @classmethod
+    def _from_data(cls, data: object, *, split: bool) -> Chat:
         if isinstance(data, Mapping):
             if "messages" not in data:
                 raise ChatFormatError(
@@ -109,12 +123,14 @@ class Chat:
         except UntrustedDataError as error:
             raise ChatFormatError(str(error)) from None
         chat = cls()
-        names_by_call_id: dict[str, str] = {}
+        names: dict[str, str] = {}
         for index, item in enumerate(data):
-            message = coerce_message(item, index, names_by_call_id)
-            if isinstance(message, AssistantMessage):
-                names_by_call_id.update((call.id, call.name) for call in message.tool_calls)
-            chat._messages.append(message)
+            start = len(chat._messages)
+            if split and isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                chat.add_entry(*item)  # lmstudio's (role, content) history entries
+            else:
+                chat._messages += coerce_messages(item, index, names, split=split)
+            names.update(call_names(chat._messages[start:]))
         return chat
 
     @classmethod
@@ -130,35 +146,90 @@ class Chat:
 
     # -- the lmstudio-compatible builders -----------------------------------------------------
 
-    def add_system_prompt(self, prompt: str) -> SystemMessage:
-        """Append a system message."""
-        return self._add(SystemMessage(content=prompt))
+    def add_system_prompt(self, prompt: object) -> SystemMessage:
+        """Append a system message: text, lmstudio's `TextData`, `{"text": ...}` or a list."""
+        text = chat_lmstudio.system_text(prompt, len(self._messages))
+        return self._add(SystemMessage(content=text))
 
     def add_user_message(
-        self, content: str, images: Iterable[ImageInput] | ImageInput = ()
+        self, content: object, images: Iterable[ImageInput | object] | ImageInput = ()
     ) -> UserMessage:
-        """Append a user message; images may be `Image`s, bytes, file paths or URLs."""
-        return self._add(UserMessage(content=content, images=to_images(images)))
+        """Append a user message; returns it.
+
+        `content` is text, or lmstudio's parts (`TextData`, `FileHandle`, their dicts, or a
+        list of them). `images` may be `Image`s, bytes, file paths, URLs, and lmstudio
+        `FileHandle`s (or their dicts) for the LM Studio engine. A list of several text parts
+        becomes one message per text part (each with the attachments after it); the last is
+        returned.
+        """
+        messages = chat_lmstudio.user_turn(content, images, len(self._messages))
+        self._messages.extend(messages)
+        return messages[-1]
 
     def add_assistant_response(
         self,
-        response: str,
-        tool_calls: Iterable[ToolCall] = (),
+        response: object,
+        tool_calls: Iterable[ToolCall | Mapping[str, Any] | object] = (),
         *,
         reasoning: str | None = None,
     ) -> AssistantMessage:
-        """Append an assistant message."""
+        """Append an assistant message; returns it.
+
+        `response` is text, a `PredictionResult` (agentkit's keeps its tool calls and reasoning;
+        lmstudio's gives its text), an `AssistantMessage`, lmstudio's `TextData` or
+        `{"text": ...}`, or a list of text and tool call request parts. `tool_calls` are added
+        after the response's own: `ToolCall`s, OpenAI-style dicts, or lmstudio's
+        `ToolCallRequest`s and their dicts.
+        """
+        index = len(self._messages)
+        text, calls, own_reasoning = chat_lmstudio.assistant_fields(response, index)
+        calls += chat_lmstudio.tool_calls_of(tool_calls, index)
         return self._add(
-            AssistantMessage(content=response, tool_calls=tuple(tool_calls), reasoning=reasoning)
+            self._checked(
+                index,
+                AssistantMessage,
+                content=text,
+                tool_calls=tuple(calls),
+                reasoning=own_reasoning if reasoning is None else reasoning,
+            )
+        )
+
+    def add_entry(self, role: str, content: object) -> Message | list[ToolResultMessage]:
+        """Append a message given as lmstudio's `add_entry` takes it: a role and its content.
+
+        `user`, `system` and `assistant` content is what `add_user_message`,
+        `add_system_prompt` and `add_assistant_response` take; `tool` content is a list of
+        tool results (returned as a list, one message each).
+        """
+        if role == "user":
+            return self.add_user_message(content)
+        if role == "system":
+            return self.add_system_prompt(content)
+        if role == "assistant":
+            return self.add_assistant_response(content)
+        if role == "tool":
+            single = isinstance(content, Mapping | ToolResultMessage) or "lmstudio." in (
+                type(content).__module__
+            )
+            results = [content] if single else content
+            return self.add_tool_results(results)  # type: ignore[arg-type]  # checked there
+        raise ChatFormatError(
+            f"message {len(self._messages)}: unknown role {str(role)[:40]!r}; expected user, "
+            "system, assistant or tool"
         )
 
     def add_tool_results(self, results: Iterable[ToolResultInput]) -> list[ToolResultMessage]:
         """Append tool results (one message each, as OpenAI-style histories hold them).
 
-        Each result is a `ToolResultMessage` or a dict with `tool_call_id` (or lmstudio's
-        `toolCallId`) and `content`, plus optional `name` and `is_error`. Either every result
-        is added or, when one is malformed, none is.
+        Each result is a `ToolResultMessage`, lmstudio's `ToolCallResultData`, or a dict with
+        `tool_call_id` (or lmstudio's `toolCallId`) and `content`, plus optional `name` and
+        `is_error`. Either every result is added or, when one is malformed, none is.
         """
+        if isinstance(results, str | bytes | Mapping) or not isinstance(results, Iterable):
+            raise ChatFormatError(
+                f"message {len(self._messages)}: tool results must be a list, "
+                f"got {type(results).__name__}"
+            )
         names = call_names(self._messages)
         start = len(self._messages)
         added = [
@@ -168,29 +239,65 @@ class Chat:
         return added
 
     def add_tool_result(
-        self, tool_call_id: str, content: str, *, name: str = "", is_error: bool = False
+        self,
+        tool_call_id: str | ToolResultInput | object,
+        content: str | None = None,
+        *,
+        name: str = "",
+        is_error: bool = False,
     ) -> ToolResultMessage:
-        """Append the result of one tool call (`name` defaults to the matching call's)."""
-        if not name:
-            name = call_names(self._messages).get(tool_call_id, "")
+        """Append the result of one tool call (`name` defaults to the matching call's).
+
+        Takes agentkit's `(tool_call_id, content)` or lmstudio's single result: its
+        `ToolCallResultData`, or a dict with `toolCallId` (or `tool_call_id`) and `content`.
+        """
+        index = len(self._messages)
+        names = call_names(self._messages)
+        if not isinstance(tool_call_id, str):
+            if content is not None:
+                raise ChatFormatError(
+                    f"message {index}: pass either a tool call id and content, or one result"
+                )
+            result = tool_result_from(tool_call_id, index, names)
+            if name or is_error:
+                update = {"name": name or result.name, "is_error": is_error or result.is_error}
+                result = result.model_copy(update=update)
+            return self._add(result)
+        if not isinstance(content, str):
+            raise ChatFormatError(
+                f"message {index}: a tool result's content must be a string, "
+                f"got {type(content).__name__}"
+            )
         return self._add(
-            ToolResultMessage(
-                tool_call_id=tool_call_id, name=name, content=content, is_error=is_error
+            self._checked(
+                index,
+                ToolResultMessage,
+                tool_call_id=tool_call_id,
+                name=name or names.get(tool_call_id, ""),
+                content=content,
+                is_error=is_error,
             )
         )
 
-    def append(self, message: Message | Mapping[str, Any]) -> None:
-        """Append a message (a message model or its OpenAI-style dict).
+    def append(self, message: Message | Mapping[str, Any] | object) -> None:
+        """Append a message: a message model, its OpenAI-style dict, or lmstudio's message
+        struct or history dict (an lmstudio tool message with several results appends one
+        message per result).
 
         Use `on_message=chat.append` with act() to collect the messages a run adds.
         """
-        self._messages.append(self._coerce(message, len(self._messages)))
+        self._extend(message, split=True)
 
     def copy(self) -> Chat:
-        """An independent chat with the same messages."""
+        """An independent chat with the same messages (`copy.copy` and `copy.deepcopy` too)."""
         clone = Chat()
         clone._messages = self._messages.copy()
         return clone
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo: object) -> Chat:
+        return self.copy()  # the messages are frozen: sharing them is safe
 
     # -- list-like editing ---------------------------------------------------------------------
 
@@ -263,6 +370,18 @@ class Chat:
     def _add(self, message: MessageT) -> MessageT:
         self._messages.append(message)
         return message
+
+    def _extend(self, item: object, *, split: bool) -> None:
+        position = len(self._messages)
+        self._messages += coerce_messages(item, position, call_names(self._messages), split=split)
+
+    @staticmethod
+    def _checked(index: int, model: type[MessageT], **fields: Any) -> MessageT:
+        """`model(**fields)`, with pydantic's errors as a `ChatFormatError` for the message."""
+        try:
+            return model(**fields)
+        except ValidationError as error:
+            raise ChatFormatError(f"message {index}: {describe(error)}") from None
 
     def _coerce(self, message: object, position: int) -> Message:
         """`message` as a message model; `position` is where it will go (for errors, names)."""

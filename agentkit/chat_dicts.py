@@ -1,5 +1,10 @@
 """Messages to and from OpenAI-style dicts, accepting the variants real servers send.
 
+lmstudio-python's history dicts are read too: content parts of type `text`, `file`,
+`toolCallRequest` and `toolCallResult` (camelCase or snake_case keys), and lmstudio's own
+structs (`TextData`, `FileHandle`, `ToolCallRequest`, ...) through their `to_dict()`. One
+lmstudio tool message holding several results becomes one `ToolResultMessage` each.
+
 Anything malformed raises `ChatFormatError` naming the message index (and the tool call or
 part within it); nothing valid is dropped.
 """
@@ -13,10 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentkit.errors import ChatFormatError
+from agentkit.errors import ChatFormatError, NotSupportedError
 from agentkit.messages import (
     MESSAGE_TYPES,
     AssistantMessage,
+    FileHandle,
     Image,
     Message,
     SystemMessage,
@@ -28,17 +34,63 @@ from agentkit.messages import (
 __all__ = [
     "call_names",
     "coerce_message",
+    "coerce_messages",
+    "describe",
+    "file_of",
+    "file_to_dict",
     "message_from_dict",
     "message_to_dict",
+    "messages_from_dict",
+    "plain",
+    "refuse_files",
+    "tool_call_of",
     "tool_result_from",
+    "user_messages",
 ]
 
 
+def plain(value: object, where: str = "") -> object:
+    """An lmstudio struct as its wire dict (`to_dict()`); anything else unchanged.
+
+    Recognised by the module its type comes from, so lmstudio is never imported here.
+    """
+    if not type(value).__module__.startswith("lmstudio."):
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    if not callable(to_dict):
+        return value
+    try:
+        return to_dict()
+    except (RecursionError, ValueError, TypeError) as error:
+        prefix = f"{where}: " if where else ""
+        raise ChatFormatError(
+            f"{prefix}cannot read the {type(value).__name__}: {_short(str(error))}"
+        ) from None
+
+
 def coerce_message(message: object, index: int, names_by_call_id: Mapping[str, str]) -> Message:
+    """One message from a model or a dict (a dict that holds several is an error)."""
+    messages = coerce_messages(message, index, names_by_call_id)
+    if len(messages) != 1:
+        raise ChatFormatError(
+            f"message {index}: the data holds {len(messages)} messages where one is expected; "
+            "use append() or add_tool_results() for an lmstudio tool message with several results"
+        )
+    return messages[0]
+
+
+def coerce_messages(
+    message: object, index: int, names_by_call_id: Mapping[str, str], *, split: bool = False
+) -> list[Message]:
+    """The messages of a message model, an OpenAI-style or lmstudio dict, or an lmstudio struct.
+
+    With `split`, user text parts are kept apart as lmstudio keeps them (see `user_messages`).
+    """
     if isinstance(message, MESSAGE_TYPES):
-        return message
+        return [message]
+    message = plain(message, f"message {index}")
     if isinstance(message, Mapping):
-        return message_from_dict(message, index, names_by_call_id)
+        return messages_from_dict(message, index, names_by_call_id, split=split)
     raise ChatFormatError(
         f"message {index}: expected a message model or a dict, got {type(message).__name__}"
     )
@@ -55,12 +107,21 @@ def call_names(messages: Iterable[Message]) -> dict[str, str]:
 
 
 def tool_result_from(value: object, index: int, names: Mapping[str, str]) -> ToolResultMessage:
+    """A tool result from a model, a dict (agentkit's, OpenAI's or lmstudio's) or an lmstudio
+    `ToolCallResultData`; lmstudio's `toolCallId` may be missing (an empty id)."""
     if isinstance(value, ToolResultMessage):
         return value
+    value = plain(value, f"message {index}")
     if isinstance(value, Mapping):
         data = dict(value)
-        if "tool_call_id" not in data and "toolCallId" in data:
-            data["tool_call_id"] = data.pop("toolCallId")
+        if "tool_call_id" not in data:
+            data["tool_call_id"] = data.pop("toolCallId", None)
+            if data["tool_call_id"] is None and data.get("type") == "toolCallResult":
+                data["tool_call_id"] = ""
+        if data.get("type") == "toolCallResult":
+            if not isinstance(data.get("content"), str):
+                raise ChatFormatError(f"message {index}: a tool result needs a 'content' string")
+            del data["type"]
         data.setdefault("role", "tool")
         message = message_from_dict(data, index, names)
         if isinstance(message, ToolResultMessage):
@@ -75,11 +136,12 @@ def tool_result_from(value: object, index: int, names: Mapping[str, str]) -> Too
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
-    if isinstance(message, UserMessage) and message.images:
+    if isinstance(message, UserMessage) and (message.images or message.files):
         parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
         parts += [
             {"type": "image_url", "image_url": _image_to_dict(image)} for image in message.images
         ]
+        parts += [file_to_dict(file) for file in message.files]
         return {"role": "user", "content": parts}
     if isinstance(message, AssistantMessage):
         data: dict[str, Any] = {"role": "assistant", "content": message.content}
@@ -99,6 +161,28 @@ def message_to_dict(message: Message) -> dict[str, Any]:
             data["is_error"] = True
         return data
     return {"role": message.role, "content": message.content}
+
+
+def refuse_files(messages: Iterable[Message], provider: str) -> None:
+    """Raise `NotSupportedError` for an engine that cannot read LM Studio file handles."""
+    for index, message in enumerate(messages):
+        if isinstance(message, UserMessage) and message.files:
+            raise NotSupportedError(
+                provider,
+                f"LM Studio file handles (message {index} attaches {message.files[0].name!r}); "
+                "only the LM Studio engine reads them, other engines take images as `Image`s",
+            )
+
+
+def file_to_dict(file: FileHandle) -> dict[str, Any]:
+    """A file part as lmstudio writes it (its `FileHandle.to_dict()`)."""
+    return {
+        "type": "file",
+        "name": file.name,
+        "identifier": file.identifier,
+        "sizeBytes": file.size_bytes,
+        "fileType": file.file_type,
+    }
 
 
 def _image_to_dict(image: Image) -> dict[str, str]:
@@ -124,18 +208,25 @@ def _tool_call_to_dict(call: ToolCall) -> dict[str, Any]:
 def message_from_dict(
     data: Mapping[str, Any], index: int, names_by_call_id: Mapping[str, str]
 ) -> Message:
+    """One message from a dict (an lmstudio dict holding several is an error)."""
+    return coerce_message(data, index, names_by_call_id)
+
+
+def messages_from_dict(
+    data: Mapping[str, Any], index: int, names_by_call_id: Mapping[str, str], *, split: bool
+) -> list[Message]:
     role = data.get("role")
     try:
         if role in ("system", "developer"):
-            return SystemMessage(content=_text_of(data.get("content"), index))
+            return [SystemMessage(content=_text_of(data.get("content"), index))]
         if role == "user":
-            return _user_from_dict(data, index)
+            return list(_user_from_dict(data, index, split=split))
         if role == "assistant":
-            return _assistant_from_dict(data, index)
+            return [_assistant_from_dict(data, index)]
         if role == "tool":
-            return _tool_result_from_dict(data, index, names_by_call_id)
+            return _tool_results_from_dict(data, index, names_by_call_id)
     except ValidationError as error:
-        raise ChatFormatError(f"message {index}: {_describe(error)}") from error
+        raise ChatFormatError(f"message {index}: {describe(error)}") from error
     if role is None:
         raise ChatFormatError(f"message {index}: the message has no 'role'")
     raise ChatFormatError(
@@ -144,21 +235,105 @@ def message_from_dict(
     )
 
 
-def _user_from_dict(data: Mapping[str, Any], index: int) -> UserMessage:
-    content = data.get("content")
-    images: list[Image] = []
-    if isinstance(content, list | tuple):
-        images += (
-            _image_of(part.get("image_url"), index)
-            for part in content
-            if isinstance(part, Mapping) and part.get("type") == "image_url"
-        )
+def _user_from_dict(data: Mapping[str, Any], index: int, *, split: bool) -> list[UserMessage]:
+    messages = user_messages(data.get("content"), index, split=split)
     extra = data.get("images")  # the images of a `UserMessage.model_dump()`
     if extra is not None:
         if not isinstance(extra, list | tuple):
             raise ChatFormatError(f"message {index}: images must be a list")
-        images += (_image_of(image, index) for image in extra)
-    return UserMessage(content=_text_of(content, index, images=True), images=tuple(images))
+        last = messages[-1]
+        images = last.images + tuple(_image_of(image, index) for image in extra)
+        messages[-1] = last.model_copy(update={"images": images})
+    files = data.get("files")  # likewise
+    if files is not None:
+        if not isinstance(files, list | tuple):
+            raise ChatFormatError(f"message {index}: files must be a list")
+        last = messages[-1]
+        added = tuple(file_of(file, f"message {index}") for file in files)
+        messages[-1] = last.model_copy(update={"files": last.files + added})
+    return messages
+
+
+def user_messages(content: object, index: int, *, split: bool = False) -> list[UserMessage]:
+    """The user message(s) of a content value: text, or a list of text, image and file parts.
+
+    Without `split`, one message: the text parts joined, then the images and files. With
+    `split` (lmstudio's inputs), each text part after the first starts another message, so
+    `["a", file, "b"]` is `("a", file)` then `("b")`: LM Studio gets the same parts in the same
+    order, since the LM Studio engine merges consecutive user messages as lmstudio does.
+    """
+    if content is None:
+        return [UserMessage(content="")]
+    content = plain(content, f"message {index}")
+    if isinstance(content, str):
+        return [UserMessage(content=content)]
+    if not isinstance(content, list | tuple):
+        raise ChatFormatError(
+            f"message {index}: content must be a string or a list of parts, "
+            f"got {type(content).__name__}"
+        )
+    segments: list[tuple[list[str], list[Image], list[FileHandle]]] = [([], [], [])]
+    for number, part in enumerate(content):
+        texts, images, files = segments[-1]
+        value = _user_part(part, index, number)
+        if isinstance(value, str):
+            if split and (texts or images or files):
+                segments.append(([value], [], []))
+            else:
+                texts.append(value)
+        elif isinstance(value, Image):
+            images.append(value)
+        else:
+            files.append(value)
+    return [
+        UserMessage(content="".join(texts), images=tuple(images), files=tuple(files))
+        for texts, images, files in segments
+    ]
+
+
+def _user_part(part: object, index: int, number: int) -> str | Image | FileHandle:
+    where = f"message {index}: content part {number}"
+    part = plain(part, where)
+    if isinstance(part, str | Image | FileHandle):
+        return part
+    kind = part.get("type") if isinstance(part, Mapping) else None
+    if isinstance(part, Mapping):
+        if kind == "text" or (kind is None and "text" in part):
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise ChatFormatError(f"{where} needs a 'text' string")
+            return text
+        if kind == "image_url":
+            return _image_of(part.get("image_url"), index)
+        if kind == "file" or (kind is None and "identifier" in part):
+            return file_of(part, where)
+    raise ChatFormatError(f"{where} is not supported here: {_short(part)}")
+
+
+def file_of(value: object, where: str) -> FileHandle:
+    """A file handle from an agentkit or lmstudio `FileHandle` or its dict (either key case)."""
+    value = plain(value, where)
+    if isinstance(value, FileHandle):
+        return value
+    if not isinstance(value, Mapping):
+        raise ChatFormatError(
+            f"{where}: expected a FileHandle or its dict, got {type(value).__name__}"
+        )
+
+    def field(camel: str, snake: str) -> object:
+        return value.get(camel, value.get(snake))
+
+    try:
+        return FileHandle.model_validate(
+            {
+                "name": value.get("name"),
+                "identifier": value.get("identifier"),
+                "size_bytes": field("sizeBytes", "size_bytes"),
+                "file_type": field("fileType", "file_type"),
+            }
+        )
+    except ValidationError as error:
+        raise ChatFormatError(f"{where}: a file {describe(error)}") from None
 
 
 def _image_of(value: object, index: int) -> Image:
@@ -182,14 +357,52 @@ def _assistant_from_dict(data: Mapping[str, Any], index: int) -> AssistantMessag
         raise ChatFormatError(
             f"message {index}: tool_calls must be a list, got {type(calls).__name__}"
         )
+    content = data.get("content")
+    requests: list[object] = []
+    if isinstance(content, list | tuple):  # lmstudio: text, then toolCallRequest parts
+        parts = [plain(part, f"message {index}") for part in content]
+        requests = [part for part in parts if _is_call_request(part)]
+        content = [part for part in parts if not _is_call_request(part)]
     reasoning = data.get("reasoning_content")
     if reasoning is None:
         reasoning = data.get("reasoning")
     return AssistantMessage(
-        content=_text_of(data.get("content"), index),
-        tool_calls=tuple(_tool_call_from_dict(call, index, n) for n, call in enumerate(calls)),
+        content=_text_of(content, index),
+        tool_calls=tuple(
+            tool_call_of(call, f"message {index}, tool call {n}")
+            for n, call in enumerate([*calls, *requests])
+        ),
         reasoning=reasoning,
     )
+
+
+def _is_call_request(part: object) -> bool:
+    return isinstance(part, Mapping) and (
+        part.get("type") == "toolCallRequest"
+        or "toolCallRequest" in part
+        or "tool_call_request" in part
+    )
+
+
+def _tool_results_from_dict(
+    data: Mapping[str, Any], index: int, names_by_call_id: Mapping[str, str]
+) -> list[Message]:
+    content = data.get("content")
+    if "tool_call_id" in data or not isinstance(content, list | tuple):
+        return [_tool_result_from_dict(data, index, names_by_call_id)]
+    # lmstudio's tool message: one toolCallResult part per result
+    results: list[Message] = []
+    for number, part in enumerate(content):
+        part = plain(part, f"message {index}")
+        if not isinstance(part, Mapping) or part.get("type", "toolCallResult") != "toolCallResult":
+            raise ChatFormatError(
+                f"message {index}: tool result part {number} must be a toolCallResult part, "
+                f"got {_short(part)}"
+            )
+        results.append(
+            tool_result_from({**part, "type": "toolCallResult"}, index, names_by_call_id)
+        )
+    return results
 
 
 def _tool_result_from_dict(
@@ -216,26 +429,30 @@ def _tool_result_from_dict(
     )
 
 
-def _text_of(content: object, index: int, *, images: bool = False) -> str:
-    """The text of a message's content; image parts are allowed (and skipped) if `images`."""
+def _text_of(content: object, index: int) -> str:
+    """The text of a message's content: a string or a list of text parts."""
     if content is None:
         return ""
+    content = plain(content, f"message {index}")
     if isinstance(content, str):
         return content
     if isinstance(content, list | tuple):
         texts = []
         for number, part in enumerate(content):
+            part = plain(part, f"message {index}")
             kind = part.get("type") if isinstance(part, Mapping) else None
             if isinstance(part, str):
                 texts.append(part)
-            elif kind == "text" and isinstance(part, Mapping):
+            elif isinstance(part, Mapping) and (
+                kind == "text" or (kind is None and "text" in part)
+            ):
                 text = part.get("text")
                 if not isinstance(text, str):
                     raise ChatFormatError(
                         f"message {index}: content part {number} needs a 'text' string"
                     )
                 texts.append(text)
-            elif not (images and kind == "image_url"):
+            else:
                 raise ChatFormatError(
                     f"message {index}: content part {number} is not supported here: {_short(part)}"
                 )
@@ -246,8 +463,16 @@ def _text_of(content: object, index: int, *, images: bool = False) -> str:
     )
 
 
-def _tool_call_from_dict(data: object, index: int, number: int) -> ToolCall:
-    where = f"message {index}, tool call {number}"
+def tool_call_of(data: object, where: str) -> ToolCall:
+    """A tool call from a `ToolCall`, an OpenAI-style dict, or lmstudio's `ToolCallRequest`,
+    `ToolCallRequestData` or their dicts (an lmstudio request without an id gets a new one)."""
+    if isinstance(data, ToolCall):
+        return data
+    data = plain(data, where)
+    if isinstance(data, Mapping):
+        request = data.get("toolCallRequest", data.get("tool_call_request"))
+        if request is not None:
+            data = plain(request, where)
     if not isinstance(data, Mapping):
         raise ChatFormatError(f"{where}: expected a dict, got {type(data).__name__}")
     function = data.get("function", data)
@@ -257,10 +482,10 @@ def _tool_call_from_dict(data: object, index: int, number: int) -> ToolCall:
     try:
         return ToolCall(name, function.get("arguments"), data.get("id"))
     except ValidationError as error:
-        raise ChatFormatError(f"{where}: {_describe(error)}") from error
+        raise ChatFormatError(f"{where}: {describe(error)}") from error
 
 
-def _describe(error: ValidationError) -> str:
+def describe(error: ValidationError) -> str:
     """A pydantic error in one line: `field: problem; field: problem`."""
     return "; ".join(
         f"{'.'.join(map(str, item['loc']))}: {item['msg']}" if item["loc"] else item["msg"]

@@ -23,6 +23,8 @@ from agentkit.untrusted import UntrustedDataError, check_depth, clean_text, clea
 __all__ = [
     "MESSAGE_TYPES",
     "AssistantMessage",
+    "FileHandle",
+    "FileType",
     "Image",
     "ImageInput",
     "Message",
@@ -80,6 +82,29 @@ class Image(_Frozen):
                 )
             mime = guessed
         return cls.from_bytes(data, mime)
+
+
+FileType: TypeAlias = Literal[
+    "image", "text/plain", "application/pdf", "application/word", "text/other", "unknown"
+]
+
+MAX_FILE_BYTES = 2**53
+"""Largest file size a handle may state (beyond it a number is no real file's)."""
+
+
+class FileHandle(_Frozen):
+    """A file already uploaded to an LM Studio server (lmstudio's `FileHandle`).
+
+    Attach one to a user message (`add_user_message(text, images=[handle])`) for the LM Studio
+    engine; get it from lmstudio's `prepare_image` / `files.prepare_file`. `size_bytes` is -1
+    while lmstudio's upload is pending. Other engines cannot read server-side files and refuse
+    messages carrying them with `NotSupportedError`.
+    """
+
+    name: Text
+    identifier: Text
+    size_bytes: Annotated[int, Field(ge=-1, lt=MAX_FILE_BYTES, strict=True)]
+    file_type: FileType
 
 
 ImageInput: TypeAlias = "Image | bytes | bytearray | memoryview | str | os.PathLike[str]"
@@ -172,11 +197,15 @@ class SystemMessage(_Frozen):
 
 
 class UserMessage(_Frozen):
-    """A message from the user, optionally with images."""
+    """A message from the user, optionally with images and (LM Studio) file handles.
+
+    Engines send the text first, then the images, then the files.
+    """
 
     role: Literal["user"] = "user"
     content: Text
     images: tuple[Image, ...] = ()
+    files: tuple[FileHandle, ...] = ()
 
 
 class AssistantMessage(_Frozen):

@@ -21,12 +21,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, TypeVar, cast
 
 import anyio
+import msgspec
 import sniffio
 from lmstudio import (
     AsyncEmbeddingModel,
     AsyncLLM,
     Chat,
-    ChatHistoryDataDict,
+    ChatHistoryData,
     LlmPredictionConfigDict,
     LMStudioError,
     LMStudioModelNotFoundError,
@@ -34,6 +35,7 @@ from lmstudio import (
 )
 
 from agentkit import untrusted
+from agentkit.chat_dicts import file_to_dict
 from agentkit.config import LoadConfig, PredictionConfig
 from agentkit.engines.base import (
     BaseEngine,
@@ -47,11 +49,12 @@ from agentkit.engines.base import (
     ToolOffer,
 )
 from agentkit.engines.lmstudio import sdk
-from agentkit.errors import ConfigurationError, EngineError, ModelNotFoundError
+from agentkit.errors import ConfigurationError, EngineError, ModelNotFoundError, NotSupportedError
 from agentkit.messages import (
     AssistantMessage,
     Message,
     SystemMessage,
+    ToolCall,
     ToolResultMessage,
     UserMessage,
 )
@@ -285,8 +288,7 @@ class LMStudioEngine(BaseEngine):
         """One SDK prediction; ends with exactly one `PredictionDone`."""
         chat = None
         if request.prompt is None:
-            history = {"messages": [_message(m) for m in request.messages]}
-            chat = Chat.from_history(cast(ChatHistoryDataDict, history))
+            chat = _chat(request.messages)
         schema = None if request.response_format is None else request.response_format.schema
         config = _prediction_config(request.config, request.tool_offer())
         # Borrowed on behalf of a token, not the task: an async generator may be closed from
@@ -409,38 +411,79 @@ def _tool(tool: ToolDefinition) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
+def _chat(messages: Sequence[Message]) -> Chat:
+    """The messages as an lmstudio `Chat` holding exactly the wire history of `_history`.
+
+    Built from the wire dict by msgspec rather than by `Chat.from_history(dict)`, which would
+    rewrite snake_case keys inside tool call arguments to camelCase (lmstudio 1.5).
+    """
+    try:
+        return Chat.from_history(msgspec.convert(_history(messages), ChatHistoryData))
+    except msgspec.ValidationError as error:  # pragma: no cover - agentkit's models fit
+        raise EngineError(f"the chat does not fit LM Studio's history format: {error}") from None
+
+
+def _history(messages: Sequence[Message]) -> dict[str, Any]:
+    """The history lmstudio's own `Chat` would send for the same conversation.
+
+    lmstudio keeps consecutive user messages as one message of several parts and a round's
+    tool results (`add_tool_results`) as one tool message; agentkit keeps one message each,
+    so runs of them are joined here.
+    """
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        role = message.role
+        if isinstance(message, SystemMessage):
+            content = [_text_part(message.content)]
+        elif isinstance(message, UserMessage):
+            content = _user_parts(message, index)
+        elif isinstance(message, AssistantMessage):
+            # The SDK (1.5) requires an assistant message to open with a text part, even an
+            # empty one before tool call requests.
+            content = [_text_part(message.content)]
+            content += (
+                {"type": "toolCallRequest", "toolCallRequest": _request(call)}
+                for call in message.tool_calls
+            )
+        else:
+            content = [_tool_result(message)]
+        if role in ("user", "tool") and out and out[-1]["role"] == role:
+            out[-1]["content"] += content
+        else:
+            out.append({"role": role, "content": content})
+    return {"messages": out}
+
+
 def _text_part(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def _message(message: Message) -> dict[str, Any]:
-    if isinstance(message, SystemMessage):
-        return {"role": "system", "content": [_text_part(message.content)]}
-    if isinstance(message, UserMessage):
-        if message.images:
-            raise EngineError("the LM Studio engine does not send images yet")
-        return {"role": "user", "content": [_text_part(message.content)]}
-    if isinstance(message, AssistantMessage):
-        # The SDK (1.5) requires an assistant message to open with a text part, even an empty
-        # one before tool call requests.
-        content = [_text_part(message.content)]
-        for call in message.tool_calls:
-            request = {
-                "type": "function",
-                "id": call.id,
-                "name": call.name,
-                "arguments": _arguments(call.arguments),
-            }
-            content.append({"type": "toolCallRequest", "toolCallRequest": request})
-        return {"role": "assistant", "content": content}
-    if isinstance(message, ToolResultMessage):
-        result = {
-            "type": "toolCallResult",
-            "content": message.content,
-            "toolCallId": message.tool_call_id,
-        }
-        return {"role": "tool", "content": [result]}
-    raise EngineError(f"the LM Studio engine cannot send a {type(message).__name__}")
+def _user_parts(message: UserMessage, index: int) -> list[dict[str, Any]]:
+    if message.images:
+        raise NotSupportedError(
+            "lm_studio",
+            f"images given as URLs or bytes (message {index}): upload the image with lmstudio's "
+            "prepare_image() and attach the FileHandle it returns",
+        )
+    # lmstudio sends no text part for a message of files alone (["a", file] then [file, "b"]).
+    parts = [_text_part(message.content)] if message.content or not message.files else []
+    return parts + [file_to_dict(file) for file in message.files]
+
+
+def _request(call: ToolCall) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "id": call.id,
+        "name": call.name,
+        "arguments": _arguments(call.arguments),
+    }
+
+
+def _tool_result(message: ToolResultMessage) -> dict[str, Any]:
+    part = {"type": "toolCallResult", "content": message.content}
+    if message.tool_call_id:  # lmstudio's results may have no id; it then sends none
+        part["toolCallId"] = message.tool_call_id
+    return part
 
 
 def _arguments(arguments: dict[str, Any] | str) -> dict[str, Any]:

@@ -63,6 +63,7 @@ __all__ = [
     "SDK_DATA_ERRORS",
     "SUPPORTED_VERSIONS",
     "TokenClient",
+    "chat_history",
     "check_version",
     "predict",
 ]
@@ -277,3 +278,8 @@ def _show(value: object) -> str:
     except RecursionError:
         text = f"a {type(value).__name__} nested too deep to show"
     return untrusted.clip(untrusted.clean_text(text), 200)
+
+
+def chat_history(chat: Chat) -> dict[str, Any]:
+    """An lmstudio `Chat`'s history as its wire dict: what the SDK sends for a prediction."""
+    return cast(dict[str, Any], chat._get_history_for_prediction())

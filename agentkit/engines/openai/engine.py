@@ -29,7 +29,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from agentkit import untrusted
-from agentkit.chat_dicts import message_to_dict
+from agentkit.chat_dicts import message_to_dict, refuse_files
 from agentkit.config import LoadConfig, PredictionConfig, ToolChoice
 from agentkit.engines.base import (
     BaseEngine,
@@ -343,6 +343,7 @@ class OpenAIEngine(BaseEngine):
         if request.prompt is not None:
             payload["prompt"] = request.prompt
         else:
+            refuse_files(request.messages, self.provider_name)  # images go as image_url parts
             payload["messages"] = [_wire_message(message_to_dict(m)) for m in request.messages]
         if request.tools:
             payload["tools"] = [_tool(tool) for tool in request.tools]
