@@ -18,7 +18,6 @@ from typing import Any
 import anyio
 
 from agentkit.chat_dicts import refuse_files
-from agentkit.chat_dicts import refuse_files
 from agentkit.config import LoadConfig, PredictionConfig
 from agentkit.engines.base import (
     BaseEngine,
@@ -275,7 +274,6 @@ class LlamaCppEngine(BaseEngine):
         worker = self._instance(identifier)
         if worker.info.kind != "llm":
             raise ConfigurationError(f"{identifier!r} is an embedding model; it cannot predict")
-        refuse_files(request.messages, self.provider_name)  # images are not rendered either
         refuse_files(request.messages, self.provider_name)  # images are not rendered either
         config = request.config or PredictionConfig()
         plan = plan_round(request, config, worker.format, worker.native)
