@@ -97,7 +97,10 @@ _WORDS = re.compile(r"\s*\S+\s*|\s+")
 class ScriptedEngine(BaseEngine):
     """An engine whose predictions come from a responder; records every request it gets.
 
-    `requests` holds every prediction request in order and `usage` the tokens counted so far.
+    `requests` holds every prediction request in order and `usage` the tokens counted so far;
+    `requests[i].tool_choice` and `requests[i].tool_offer()` show the tool_choice each got. The
+    replies are not held to it (a test may script a model that disobeys); the results' `stats`
+    count words as tokens, like `usage`.
     """
 
     def __init__(
