@@ -6,6 +6,7 @@ Run it from the repository root (pydantic-ai and agno come with the `bench` extr
     python bench/overhead.py --quick       # a few seconds, for a rough look
     python bench/overhead.py --rounds 40   # more rounds, steadier medians
     python bench/overhead.py --profile tool-sync   # cProfile agentkit's side of one case
+    python bench/overhead.py --worker-tools   # agentkit's sync tool always in a worker thread
 
 What it measures: the time a framework itself spends on a run when the model costs nothing.
 agentkit runs on `agentkit.testing.ScriptedModel` / `AsyncScriptedModel`; pydantic-ai runs an
@@ -18,7 +19,12 @@ and the parsing of a provider's payload). No model sleeps. Three scenarios:
 1. single-turn     the model answers "hello" directly, no tools.
 2. one tool call   the model calls `multiply(a=2, b=3)` (a sync function) in round 0, then
                    answers "6" (agno gets the call in its OpenAI-style wire form, the arguments a
-                   JSON string, which is what its provider models hand it).
+                   JSON string, which is what its provider models hand it). agentkit gets the
+                   plain function and makes its own choice of thread: in the sync API a tool
+                   this fast runs inline once its first (worker) run was timed, which the
+                   warm-up runs before timing do, as agno always runs sync tools inline;
+                   `--worker-tools` passes `agentkit.tool(multiply, inline=False)` instead, to
+                   time the worker-thread path.
 3. 25-turn chat    25 runs in a row, each continuing the conversation (agentkit: a `Chat` grown
                    with `on_message=chat.append` and `chat.add_user_message`; pydantic-ai:
                    `message_history=result.all_messages()`; agno, which keeps history only in
@@ -234,8 +240,9 @@ def check_pydantic_conversation(result: Any) -> None:
     assert len(result.all_messages()) == 2 * TURNS, result.all_messages()
 
 
-def build_cases() -> list[Case]:
+def build_cases(worker_tools: bool = False) -> list[Case]:
     """Every case, with models and agents built once here."""
+    ak_multiply: Any = agentkit.tool(multiply, inline=False) if worker_tools else multiply
     ak_hello = ScriptedModel(agentkit_hello)
     ak_tool = ScriptedModel(agentkit_multiply)
     ak_hello_async = AsyncScriptedModel(agentkit_hello)
@@ -254,7 +261,7 @@ def build_cases() -> list[Case]:
         return ak_hello.act(HELLO_PROMPT)
 
     def ak_one_tool() -> ActResult:
-        return ak_tool.act(TOOL_PROMPT, [multiply])
+        return ak_tool.act(TOOL_PROMPT, [ak_multiply])
 
     def ak_conversation() -> Chat:
         chat = Chat()
@@ -268,7 +275,7 @@ def build_cases() -> list[Case]:
         return await ak_hello_async.act(HELLO_PROMPT)
 
     async def ak_one_tool_async() -> ActResult:
-        return await ak_tool_async.act(TOOL_PROMPT, [multiply])
+        return await ak_tool_async.act(TOOL_PROMPT, [ak_multiply])
 
     async def ak_conversation_async() -> Chat:
         chat = Chat()
@@ -795,6 +802,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"cProfile agentkit's side of one case instead: {', '.join(profile_choices())}",
     )
     parser.add_argument("--top", type=int, default=25, help="entries to print with --profile")
+    parser.add_argument(
+        "--worker-tools",
+        action="store_true",
+        help="run agentkit's sync tool in a worker thread always (inline=False)",
+    )
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -835,8 +847,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 20)
     batch_seconds = 0.02 if args.quick else 0.1
-    cases = build_cases()
+    cases = build_cases(worker_tools=args.worker_tools)
     print_versions()
+    print(
+        "agentkit's sync tool: "
+        + (
+            "always in a worker thread (--worker-tools)"
+            if args.worker_tools
+            else "agentkit's choice (sync API: inline once a worker run was timed fast)"
+        )
+    )
     note_agno()
     with asyncio.Runner() as loop:
         verify(cases, loop)
