@@ -182,3 +182,111 @@ def test_a_built_chat_round_trips_exactly(turns: list[tuple[str, str]]) -> None:
             assert message.content.count("\ufffd") == text.count("\ufffd") + len(surrogates)
         else:
             assert message.content == text
+
+
+# -- lmstudio-python's shapes ---------------------------------------------------------------------
+
+file_parts = st.fixed_dictionaries(
+    {
+        "type": st.just("file"),
+        "name": texts | anything,
+        "identifier": texts | anything,
+        "sizeBytes": st.integers(-5, 10**20) | st.sampled_from([10**500, 1.5, True]) | anything,
+        "fileType": st.sampled_from(["image", "text/plain", "video"]) | anything,
+    }
+)
+request_parts = st.fixed_dictionaries(
+    {
+        "type": st.just("toolCallRequest"),
+        "toolCallRequest": st.fixed_dictionaries(
+            {"type": st.just("function"), "name": texts | anything},
+            optional={
+                "id": texts | anything,
+                "arguments": st.dictionaries(texts, anything, max_size=3)
+                | hostile_arguments
+                | st.builds(nest, st.integers(50, 3000), st.just({}))
+                | anything,
+            },
+        )
+        | anything,
+    }
+)
+result_parts = st.fixed_dictionaries(
+    {"type": st.just("toolCallResult"), "content": texts | anything},
+    optional={"toolCallId": texts | anything},
+)
+text_parts = st.fixed_dictionaries({"type": st.just("text"), "text": texts | anything}) | texts
+lmstudio_parts = text_parts | file_parts | request_parts | result_parts | anything
+lmstudio_messages = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["system", "user", "assistant", "tool"]) | roles,
+        "content": st.lists(lmstudio_parts, max_size=4) | texts | anything,
+    }
+)
+lmstudio_history = st.one_of(
+    st.fixed_dictionaries({"messages": st.lists(lmstudio_messages, max_size=5)}),
+    st.lists(lmstudio_messages | st.tuples(roles, lmstudio_parts), max_size=5),
+    st.builds(nest, st.integers(50, 3000), lmstudio_messages),
+    anything,
+)
+
+
+@fuzz(300)
+@given(lmstudio_history)
+def test_from_history_of_lmstudio_data_gives_a_chat_or_chat_format_error(data: Any) -> None:
+    try:
+        chat = ak.Chat.from_history(data)
+    except ChatFormatError as error:
+        message = str(error)
+    else:
+        check_built(chat)
+        return
+    assert len(message) < 5000
+
+
+@fuzz(300)
+@given(
+    st.sampled_from(["system", "user", "assistant", "tool"]) | roles,
+    lmstudio_parts | st.lists(lmstudio_parts, max_size=4),
+)
+def test_add_entry_gives_a_message_or_chat_format_error(role: str, content: Any) -> None:
+    chat = ak.Chat("s")
+    try:
+        chat.add_entry(role, content)
+    except ChatFormatError:
+        assert len(chat) == 1  # nothing half-added
+        return
+    check_built(chat)
+
+
+# A string image is a file path; reading one that is missing is an OSError by design.
+not_paths = anything.filter(lambda value: not isinstance(value, str))
+images = st.lists(
+    file_parts | not_paths | st.just("data:image/png;base64,iVBORw0KGgo="), max_size=3
+)
+
+
+@fuzz(300)
+@given(lmstudio_parts | st.lists(lmstudio_parts, max_size=4), images)
+def test_add_user_message_gives_a_message_or_chat_format_error(content: Any, found: Any) -> None:
+    chat = ak.Chat()
+    try:
+        chat.add_user_message(content, images=found)
+    except ChatFormatError:
+        assert len(chat) == 0
+        return
+    check_built(chat)
+
+
+@fuzz(300)
+@given(lmstudio_parts | st.lists(lmstudio_parts, max_size=3), st.lists(request_parts, max_size=3))
+def test_add_assistant_response_gives_a_message_or_chat_format_error(
+    response: Any, requests: Any
+) -> None:
+    chat = ak.Chat()
+    try:
+        chat.add_assistant_response(response, requests)
+    except ChatFormatError:
+        assert len(chat) == 0
+        return
+    check_built(chat)
