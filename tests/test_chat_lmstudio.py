@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -455,3 +457,27 @@ def test_bad_lmstudio_shapes_raise_chat_format_error(
     with pytest.raises(ChatFormatError, match=expected.replace("(", r"\(")):
         bad(chat)
     assert len(chat) == 1
+
+
+def test_the_local_engine_refuses_file_handles() -> None:
+    chat = Chat()
+    chat.add_user_message("what is in the file?", images=[DOC])
+    with ak.Client() as client:
+        model = client.llm.model()
+        with pytest.raises(NotSupportedError, match=r"llama_cpp engine .* 'a\.pdf'"):
+            model.respond(chat)
+
+
+def test_reading_lmstudio_shapes_does_not_import_lmstudio() -> None:
+    code = (
+        "import sys, agentkit as ak\n"
+        f"history = {{'messages': [{{'role': 'user', 'content': [{CAT_DICT!r}]}}]}}\n"
+        "chat = ak.Chat.from_history(history)\n"
+        "chat.add_entry('assistant', ['', {'type': 'function', 'name': 'f', 'id': 'c'}])\n"
+        "chat.add_tool_result({'toolCallId': 'c', 'content': 'r'})\n"
+        "print(len(chat), 'lmstudio' in sys.modules)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert output.stdout.split() == ["3", "False"]
