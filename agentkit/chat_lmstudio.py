@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agentkit import untrusted
 from agentkit.chat_dicts import file_of, plain, tool_call_of, user_messages
 from agentkit.errors import ChatFormatError
 from agentkit.messages import (
@@ -133,7 +134,12 @@ def history_data(history: object) -> object:
     if lmstudio is not None and isinstance(history, lmstudio.Chat):
         from agentkit.engines.lmstudio import sdk  # only reachable once lmstudio is imported
 
-        return sdk.chat_history(history)
+        try:
+            return sdk.chat_history(history)
+        except (RecursionError, ValueError, TypeError) as error:
+            raise ChatFormatError(
+                f"cannot read the lmstudio Chat: {untrusted.describe_exception(error, 200)}"
+            ) from None
     return plain(history, "chat history")
 
 

@@ -417,6 +417,12 @@ def _deep(depth: int) -> Any:
     return value
 
 
+def _deep_lmstudio_chat() -> lms.Chat:
+    chat = lms.Chat()
+    chat.add_assistant_response("", [request("f", "c", deep=_deep(5000))])
+    return chat
+
+
 BAD: list[tuple[Callable[[Chat], object], str]] = [
     (lambda c: c.add_user_message(42), "content must be a string or a list"),
     (lambda c: c.add_user_message("x", images=[object()]), "an image must be"),
@@ -446,6 +452,7 @@ BAD: list[tuple[Callable[[Chat], object], str]] = [
     (lambda c: c.append(lms.Chat()), "expected a message model or a dict, got Chat"),
     (lambda c: Chat.from_history(lms.TextData(text="x")), 'the dict has no "messages"'),
     (lambda c: Chat.from_history([("user", 5)]), "content must be"),
+    (lambda c: Chat.from_history(_deep_lmstudio_chat()), "cannot read the lmstudio Chat"),
 ]
 
 
