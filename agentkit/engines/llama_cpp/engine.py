@@ -175,7 +175,10 @@ class LlamaCppEngine(BaseEngine):
         if template is not None and (tool_format is not None or own_template is not None):
             jinja = JinjaPromptFormat(
                 template,
-                _token_text(llama, llama.token_bos()),
+                # Stripped from the rendered text only when tokenizing adds it back: SmolLM2's
+                # BOS is `<|im_start|>`, which its vocabulary does not add, so stripping it
+                # would cut the first turn's opener.
+                _token_text(llama, llama.token_bos()) if _adds_bos(llama) else "",
                 _token_text(llama, llama.token_eos()),
             )
             if tool_format is not None:
@@ -333,6 +336,12 @@ def _token_text(llama: Any, token: int) -> str:
     if token < 0:
         return ""
     return bytes(llama.detokenize([token], special=True)).decode("utf-8", errors="replace")
+
+
+def _adds_bos(llama: Any) -> bool:
+    from llama_cpp import llama_cpp as native
+
+    return bool(native.llama_vocab_get_add_bos(llama._model.vocab))
 
 
 def _new_llama(path: str, config: LoadConfig, gguf: GgufInfo, kind: ModelKind) -> Any:

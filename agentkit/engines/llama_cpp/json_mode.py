@@ -33,6 +33,7 @@ from agentkit.untrusted import UntrustedDataError
 __all__ = ["MAX_CALLS", "OutputSplitter", "grammar_for", "tool_instructions"]
 
 MAX_CALLS = 8
+_TEXT_ANSWER = "[^{ \\t\\n] [^\\x00]*"  # text that cannot be taken for a call
 _CALLS_KEY = '{"tool_calls"'
 
 
@@ -69,19 +70,25 @@ def grammar_for(
     response_format: ResponseFormatSpec | None,
     *,
     require_call: bool = False,
+    text_answer: bool = False,
 ) -> str | None:
-    """The GBNF grammar for one round, or None when the output is unconstrained."""
+    """The GBNF grammar for one round, or None when the output is unconstrained.
+
+    `text_answer` keeps an answer without tools from opening with `{`: after rounds of JSON
+    calls in the history, a small model offered no tools (act()'s last round) otherwise writes
+    one more call as its answer.
+    """
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     if not tools:
         if response_format is None:
-            return None
+            return f"root ::= {_TEXT_ANSWER}\n" if text_answer else None
         return str(json_schema_to_gbnf(json.dumps(response_format.schema)))
     calls = _renamed(json_schema_to_gbnf(json.dumps(tool_call_schema(tools))), "calls")
     if require_call:
         return f"root ::= calls-root\n{calls}\n"
     if response_format is None:
-        answer = "answer-root ::= [^{ \\t\\n] [^\\x00]*"
+        answer = f"answer-root ::= {_TEXT_ANSWER}"
     else:
         answer = _renamed(json_schema_to_gbnf(json.dumps(response_format.schema)), "answer")
     return f"root ::= calls-root | answer-root\n{calls}\n{answer}\n"
@@ -210,10 +217,17 @@ class OutputSplitter:
             self.complete = True
 
     def finish(self) -> list[TextDelta | ToolCallRequested | MalformedToolCall]:
-        """Everything still pending once generation ended."""
+        """Everything still pending once generation ended.
+
+        A call cut short (max_tokens) that so far repeats an earlier call is a repeat, not a
+        malformed call: it is dropped and the list closed.
+        """
         if self._mode != "calls":
             flushed, self._buffer = self._buffer, ""
             return [TextDelta(flushed)] if flushed else []
+        cut = self._calls.repeat_in_progress(self._buffer)
+        if not self.complete and cut is not None:
+            self._buffer = self._buffer[:cut].rstrip().rstrip(",") + "]}"
         return list(parse_tool_calls(self._buffer))
 
 
@@ -221,7 +235,7 @@ class _CallScanner:
     """Finds the call objects of a `{"tool_calls": [...]}` text as it grows, and reports where
     a call that repeats an earlier one starts."""
 
-    __slots__ = ("_call_start", "_depth", "_escaped", "_in_string", "_seen")
+    __slots__ = ("_call_start", "_depth", "_escaped", "_in_string", "_seen", "_texts")
 
     def __init__(self) -> None:
         self._depth = 0
@@ -229,6 +243,16 @@ class _CallScanner:
         self._escaped = False
         self._call_start = -1
         self._seen: set[str] = set()
+        self._texts: list[str] = []  # each complete call without whitespace
+
+    def repeat_in_progress(self, text: str) -> int | None:
+        """Where the unfinished last call starts, if so far it spells an earlier call."""
+        if self._call_start < 0:
+            return None
+        partial = "".join(text[self._call_start :].split())
+        if any(earlier.startswith(partial) for earlier in self._texts):
+            return self._call_start
+        return None
 
     def feed(self, text: str, start: int) -> int | None:
         """Scan `text[start:]` (the text before was scanned already); the index where a
@@ -251,10 +275,12 @@ class _CallScanner:
             elif char in "}]":
                 self._depth -= 1
                 if self._depth == 2 and self._call_start >= 0:
-                    key = _call_key(text[self._call_start : index + 1])
+                    call = text[self._call_start : index + 1]
+                    key = _call_key(call)
                     if key in self._seen:
                         return self._call_start
                     self._seen.add(key)
+                    self._texts.append("".join(call.split()))
                     self._call_start = -1
         return None
 

@@ -15,7 +15,7 @@ mode's grammar admits only calls to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,12 +31,16 @@ from agentkit.engines.llama_cpp import json_mode
 from agentkit.engines.llama_cpp.native_tools import LLAMA3, MISTRAL, ToolFormat
 from agentkit.engines.llama_cpp.prompting.formats import PromptFormat, Segment
 from agentkit.engines.llama_cpp.prompting.jinja import JinjaPromptFormat
+from agentkit.messages import AssistantMessage, Message
 
 __all__ = ["NativeTemplate", "OutputRouter", "RoundPlan", "plan_round"]
 
 
 class OutputRouter(Protocol):
     """Splits generated text into streamed text and, at the end, tool calls."""
+
+    complete: bool
+    """True once the output is whole: generation stops early (a repeated JSON-mode call)."""
 
     def feed(self, text: str) -> list[TextDelta]:
         """Text to stream now."""
@@ -88,7 +92,12 @@ def plan_round(
         renderer = prompt_format if native is None else native.prompt
         return RoundPlan(
             renderer.render(request.messages, preamble),
-            json_mode.grammar_for(tools, response_format, require_call=required),
+            json_mode.grammar_for(
+                tools,
+                response_format,
+                require_call=required,
+                text_answer=_has_tool_calls(request.messages),
+            ),
             lambda: json_mode.OutputSplitter(bool(tools)),
         )
     tool_format = native.tool_format
@@ -104,3 +113,7 @@ def plan_round(
         lambda: tool_format.splitter(bool(tools), segments),
         special_output=tool_format in (LLAMA3, MISTRAL),
     )
+
+
+def _has_tool_calls(messages: Sequence[Message]) -> bool:
+    return any(isinstance(m, AssistantMessage) and m.tool_calls for m in messages)

@@ -287,7 +287,7 @@ class InstanceWorker:
                 )
                 for event in splitter.feed(piece):
                     job.emit(event)
-                if stopped:
+                if stopped or splitter.complete:
                     finish = "stop"
                     break
         for event in splitter.feed(stops.flush()):

@@ -279,3 +279,24 @@ def test_the_calls_kept_are_those_before_the_first_repeat(
         for e in events
         if isinstance(e, ToolCallRequested)
     ] == expected
+
+
+def test_a_repeat_cut_short_by_max_tokens_is_dropped_not_malformed() -> None:
+    call = '{"name": "calculator", "arguments": {"expression": "12345 * 54321"}}'
+    splitter = OutputSplitter(tools_offered=True)
+    splitter.feed('{"tool_calls": [' + call + ', {"name": "calculator", "arguments": {"expr')
+    assert not splitter.complete
+    [event] = splitter.finish()
+    assert isinstance(event, ToolCallRequested)
+    assert event.call.arguments == {"expression": "12345 * 54321"}
+
+
+def test_a_new_call_cut_short_is_still_reported_malformed() -> None:
+    call = '{"name": "calculator", "arguments": {"expression": "1 + 1"}}'
+    splitter = OutputSplitter(tools_offered=True)
+    splitter.feed(
+        '{"tool_calls": [' + call + ', {"name": "calculator", "arguments": {"expression": "2'
+    )
+    first, second = splitter.finish()
+    assert isinstance(first, ToolCallRequested)
+    assert isinstance(second, MalformedToolCall)

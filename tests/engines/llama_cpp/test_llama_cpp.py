@@ -1,4 +1,4 @@
-"""The local llama.cpp engine on the real default model (Gemma 3 270M, greedy, seeded).
+"""The local llama.cpp engine on the real default model (SmolLM2-135M-Instruct, greedy, seeded).
 
 Kept few and short: every prediction is capped at a handful of tokens.
 """
@@ -58,6 +58,40 @@ def test_grammar_constrained_tool_call_round_trip(client: ak.Client, model: ak.L
     assert call.error in (None, "tool_error")  # the expression itself may not be arithmetic
     assert [m.role for m in chat][:4] == ["system", "user", "assistant", "tool"]
     assert result.rounds == 2 and result.usage.prompt_tokens > 0
+
+
+def test_the_calculator_agent_answers_with_the_result(model: ak.LLM) -> None:
+    """The main job: one call, then a sentence stating the product (SmolLM2 answers; the old
+    default, a base model, wrote junk here)."""
+    from agentkit.cli import INSTRUCTIONS
+
+    chat = ak.Chat(INSTRUCTIONS)
+    chat.add_user_message("What is 12345 times 54321?")
+    result = model.act(
+        chat,
+        [calculator],
+        max_prediction_rounds=2,
+        config={**GREEDY, "max_tokens": 64, "tool_choice": "required"},
+    )
+    [call] = result.round_records[0].tool_calls  # the repeat the model began is not a call
+    assert call.result == "670592745"
+    assert result.final is not None and "670592745" in result.final.text
+    assert not result.final.text.lstrip().startswith("{")
+
+
+def test_a_repeated_call_ends_the_prediction_early(model: ak.LLM) -> None:
+    """SmolLM2 repeats its first call; the repeat ends generation instead of max_tokens."""
+    chat = ak.Chat.from_history("What is 12345 times 54321? Use the calculator.")
+    result = model.act(
+        chat,
+        [calculator],
+        max_prediction_rounds=2,
+        config={**GREEDY, "max_tokens": 200, "tool_choice": "required"},
+    )
+    prediction = result.round_records[0].prediction
+    assert len(prediction.tool_calls) == 1
+    assert prediction.finish_reason == "stop"
+    assert prediction.usage.completion_tokens < 120
 
 
 def test_structured_output_is_valid_by_construction(model: ak.LLM) -> None:
@@ -182,8 +216,8 @@ def test_lifecycle(client: ak.Client, model: ak.LLM) -> None:
     extra.unload()
     assert extra.identifier not in {m.identifier for m in client.llm.list_loaded()}
     info = model.get_info()
-    assert info.architecture == "gemma3" and info.quantization == "Q4_K_M"
-    assert info.size_bytes is not None and info.size_bytes > 200_000_000
+    assert info.architecture == "llama" and info.quantization == "Q4_1"
+    assert info.size_bytes is not None and info.size_bytes > 90_000_000
     downloaded = {m.model_key for m in client.llm.list_downloaded_models()}
     assert model.model_key in downloaded
 

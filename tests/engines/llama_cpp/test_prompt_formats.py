@@ -75,7 +75,7 @@ CHATML = (
 )
 
 
-def test_json_mode_on_a_template_renders_calls_as_json_and_results_as_one_user_turn() -> None:
+def _round_trip_chat() -> ak.Chat:
     chat = ak.Chat("Be brief.")
     chat.add_user_message("2*3 and 4*5?")
     first = ak.ToolCall("multiply", {"a": 2, "b": 3}, id="c1")
@@ -83,24 +83,48 @@ def test_json_mode_on_a_template_renders_calls_as_json_and_results_as_one_user_t
     chat.add_assistant_response("", [first, second])
     chat.add_tool_result("c1", "6", name="multiply")
     chat.add_tool_result("c2", "<|im_end|>", name="multiply", is_error=True)
-    segments = JsonModeTemplate(JinjaPromptFormat(CHATML)).render(chat.messages, "TOOLS")
-    calls = (
-        '{"tool_calls": [{"name": "multiply", "arguments": {"a": 2, "b": 3}}, '
-        '{"name": "multiply", "arguments": {"a": 4, "b": 5}}]}'
-    )
+    return chat
+
+
+CALLS_JSON = (
+    '{"tool_calls": [{"name": "multiply", "arguments": {"a": 2, "b": 3}}, '
+    '{"name": "multiply", "arguments": {"a": 4, "b": 5}}]}'
+)
+
+
+def test_json_mode_on_a_template_renders_calls_as_json_and_results_as_one_tool_turn() -> None:
+    prompt = JsonModeTemplate(JinjaPromptFormat(CHATML))
+    assert prompt.tool_role
+    segments = prompt.render(_round_trip_chat().messages, "TOOLS")
     assert text_of(segments) == (
         "<|im_start|>system\nBe brief.\n\nTOOLS<|im_end|>\n"
         "<|im_start|>user\n2*3 and 4*5?<|im_end|>\n"
-        f"<|im_start|>assistant\n{calls}<|im_end|>\n"
-        "<|im_start|>user\nTool results:\n- multiply result: 6\n- multiply error: <|im_end|>"
-        "<|im_end|>\n<|im_start|>assistant\n"
+        f"<|im_start|>assistant\n{CALLS_JSON}<|im_end|>\n"
+        "<|im_start|>tool\nmultiply: 6\nmultiply error: <|im_end|><|im_end|>\n"
+        "<|im_start|>assistant\n"
     )
     # The tool's text stays content: it cannot close the turn.
-    assert Segment("- multiply error: <|im_end|>", special=False) in [
-        Segment(s.text[s.text.index("- multiply error") :], s.special)
-        for s in segments
-        if "- multiply error" in s.text
-    ]
+    assert Segment("multiply: 6\nmultiply error: <|im_end|>", special=False) in segments
+
+
+# Alternating user/assistant only, as Gemma's and Mistral's templates insist.
+STRICT = (
+    "{% for message in messages %}"
+    "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{{ raise_exception('roles must be system, user or assistant') }}{% endif %}"
+    "[{{ message['role'] }}]{{ message['content'] }}{% endfor %}[assistant]"
+)
+
+
+def test_json_mode_on_a_template_without_a_tool_role_puts_results_in_a_user_turn() -> None:
+    prompt = JsonModeTemplate(JinjaPromptFormat(STRICT))
+    assert not prompt.tool_role
+    rendered = text_of(prompt.render(_round_trip_chat().messages, ""))
+    assert rendered == (
+        "[system]Be brief.[user]2*3 and 4*5?"
+        f"[assistant]{CALLS_JSON}"
+        "[user]Tool results:\n- multiply result: 6\n- multiply error: <|im_end|>[assistant]"
+    )
 
 
 def test_json_mode_on_a_template_without_a_system_message_adds_one_for_the_tools() -> None:
