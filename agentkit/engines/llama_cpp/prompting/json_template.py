@@ -84,7 +84,7 @@ _PROBE = "agentkit-probe-result"
 def _renders_tool_role(template: JinjaPromptFormat) -> bool:
     """Whether the template renders a `tool` message's content (some raise on the role, some
     drop it)."""
-    probe = [
+    probe: list[Message] = [
         UserMessage(content="q"),
         AssistantMessage(content="a"),
         ToolResultMessage(tool_call_id="probe", content=_PROBE),
