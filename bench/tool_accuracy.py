@@ -7,6 +7,8 @@ into ~/.cache/agentkit/bench/bfcl; nothing fetched is committed):
     python bench/tool_accuracy.py --limit 3            # a quick look
     python bench/tool_accuracy.py --json out.json      # also save every case's output
     python bench/tool_accuracy.py --analyze out.json   # failure kinds of a saved run, no model
+    python bench/tool_accuracy.py --tool-choice required   # agentkit must call (default auto)
+    python bench/tool_accuracy.py --bare-names enum        # bare grammar: offered names only
 
 Cases: a seeded sample of BFCL's `simple_python`, `multiple` and `parallel` categories (the
 first turn of each). Each case runs two ways on the same model, greedy, max_tokens 128 by
@@ -19,8 +21,9 @@ machine hits both alike):
               prediction is made with the tools offered and its calls run as act() runs them).
 (2) bare      llama-cpp-python alone (`create_chat_completion` with a grammar) on the same chat:
               the same system text (agentkit's JSON-mode tool instructions) and user message,
-              so the same prompt tokens (checked per case), constrained by a plain schema:
-              {"tool_calls": [{"name": <string>, "arguments": <any object>}, ...]}.
+              so the same prompt (token counts compared per case), constrained by a plain schema:
+              {"tool_calls": [{"name": <string>, "arguments": <any object>}, ...]}
+              (with --bare-names enum, a name must be one of the offered tools).
 
 Both outputs are read with agentkit's JSON-mode call reader and scored with BFCL's own AST
 checker (imported from the fetched wheel). A cut or text-only output is an invalid case, as
@@ -28,7 +31,7 @@ BFCL's decoder rejects it. Printed: parse-valid %, accuracy per category and ove
 tokens/s (generated tokens after the first over the time from the first sample to the end),
 their ratio, and a breakdown of failure kinds (see bfcl_scoring.FAILURE_KINDS) with two
 diagnostics: how many outputs repeat an identical call, and how many would pass with identical
-repeats removed.
+repeats removed. `--analyze` also shows a few outputs of each kind (--examples N).
 """
 
 from __future__ import annotations
@@ -372,6 +375,18 @@ def print_failure_kinds(runs: Sequence[Run]) -> None:
         )
 
 
+def print_examples(runs: Sequence[Run], per_kind: int, width: int = 300) -> None:
+    """Up to `per_kind` outputs of each path and failure kind, clipped to `width` characters."""
+    for path in PATHS:
+        for kind in FAILURE_KINDS[1:]:
+            chosen = [r for r in runs if r.path == path and r.score and r.score.kind == kind]
+            for run in chosen[:per_kind]:
+                assert run.score is not None
+                text = run.text.replace("\n", "\\n")
+                clipped = text if len(text) <= width else text[:width] + "..."
+                print(f"\n[{path} {kind}] {run.case_id} ({run.score.error_type}): {clipped}")
+
+
 def decode_rate(runs: Sequence[Run]) -> float:
     timed = [r for r in runs if r.decode_tokens > 0 and r.decode_seconds > 0]
     seconds = sum(r.decode_seconds for r in timed)
@@ -415,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--paths", default=",".join(PATHS), help="agentkit,bare (default both)")
     parser.add_argument("--json", type=Path, help="save every case's output here")
     parser.add_argument("--analyze", type=Path, help="report on a saved --json file; no model")
+    parser.add_argument(
+        "--examples", type=int, default=2, help="with --analyze: outputs shown per failure kind"
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where BFCL goes")
     args = parser.parse_args(argv)
 
@@ -422,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs, settings = load(args.analyze)
         print(f"settings: {settings}")
         report(runs, settings["categories"])
+        print_examples(runs, args.examples)
         return 0
 
     categories = [c for c in args.categories.split(",") if c]
