@@ -292,6 +292,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tool_choice(value: str) -> str | dict[str, str]:
+    return value if value in ("auto", "required", "none") else {"name": value}
+
+
 def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("question")
     run.add_argument(
@@ -306,10 +310,12 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--url", default=None, help="lmstudio://host:port or http://host:port/v1")
     run.add_argument(
         "--tool-choice",
-        choices=["auto", "required"],
+        type=_tool_choice,
         default="required",
-        help="required (default): the first rounds must call a tool, which a small base "
-        "model needs; the last round answers",
+        metavar="auto|required|none|TOOL",
+        help="required (default): rounds that offer tools must call one (left to choose, the "
+        "135M default model answers arithmetic from memory, wrongly); the last round answers. "
+        "A tool name forces that tool",
     )
     run.add_argument(
         "--max-rounds", type=_positive_int, default=2, help="prediction rounds (default 2)"
