@@ -1,7 +1,7 @@
 """End to end: LMStudioEngine talking to the protocol test server, with real inference behind it.
 
 The server's responder turns each `predict` creation parameter (LM Studio's history and tool
-config) into an agentkit request, runs it on the local llama.cpp engine (Gemma 3 270M, greedy,
+config) into an agentkit request, runs it on the local llama.cpp engine (SmolLM2-135M-Instruct, greedy,
 seeded, short) and streams the result back as protocol steps. So the whole path is exercised:
 agentkit act() -> lmstudio SDK -> WebSocket protocol -> real model -> tool call -> tool result.
 """
@@ -37,7 +37,7 @@ from agentkit.tools import calculator
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[ak.Client]:
-    """The local llama.cpp engine with its default model (Gemma 3 270M)."""
+    """The local llama.cpp engine with its default model (SmolLM2-135M-Instruct)."""
     with ak.Client() as client:
         yield client
 

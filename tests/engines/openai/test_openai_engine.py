@@ -390,7 +390,7 @@ def llama_server() -> Iterator[str]:
         "--n_ctx",
         "2048",
         "--chat_format",
-        "gemma",
+        "chatml",  # SmolLM2's template is ChatML
         "--n_threads",
         "2",
     ]
