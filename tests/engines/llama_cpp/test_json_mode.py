@@ -83,7 +83,7 @@ def test_required_tool_choice_leaves_only_the_calls_branch() -> None:
 
 def test_instructions_list_tools_and_the_answer_format() -> None:
     text = tool_instructions([MULTIPLY], ANSWER)
-    assert "- multiply: Multiply." in text and '"tool_calls"' in text
+    assert "- multiply(a: number, b: number): Multiply." in text and '"tool_calls"' in text
     assert json.dumps(ANSWER.schema, separators=(",", ":")) in text
     assert tool_instructions([], None) == ""
 
@@ -267,9 +267,12 @@ def test_the_calls_kept_are_those_before_the_first_repeat(
     splitter = OutputSplitter(tools_offered=True)
     _feed_in_pieces(splitter, text, cuts)
     expected: list[dict[str, object]] = []
+    seen: set[str] = set()
     for item in objects:
-        if item in expected:
+        key = json.dumps(item, sort_keys=True)  # JSON equality: 0 and false differ
+        if key in seen:
             break
+        seen.add(key)
         expected.append(item)
     assert splitter.complete == (len(expected) < len(objects))
     events = splitter.finish()
@@ -300,3 +303,44 @@ def test_a_new_call_cut_short_is_still_reported_malformed() -> None:
     first, second = splitter.finish()
     assert isinstance(first, ToolCallRequested)
     assert isinstance(second, MalformedToolCall)
+
+
+def test_instructions_show_signatures_with_types_and_descriptions() -> None:
+    tool = ToolDefinition(
+        "air_quality",
+        "Look up the AQI.",
+        {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "The city."},
+                "when": {"type": "string", "enum": ["now", "noon"], "default": "now"},
+                "ids": {"type": "array", "items": {"type": "integer"}},
+                "either": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "where": {"type": "object", "properties": {"lat": {"type": "number"}}},
+            },
+            "required": ["city"],
+        },
+    )
+    lines = tool_instructions([tool], None).splitlines()
+    assert lines[1] == (
+        "- air_quality(city: string, when?: string, ids?: array of integer, "
+        "either?: integer or null, where?: object): Look up the AQI."
+    )
+    assert "    city: The city." in lines
+    assert '    when: one of "now", "noon" (default "now")' in lines
+    assert '    where: fields: {"lat":{"type":"number"}}' in lines
+    assert '"<tool>"' in lines[-2]  # a placeholder, not a real tool name the model would copy
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {},
+        {"properties": "not a dict"},
+        {"properties": {"x": "not a schema", "y": {"type": 5}}, "required": "x"},
+        {"properties": {"x": {"type": "array"}}, "required": ["x", 7]},
+    ],
+)
+def test_instructions_survive_odd_schemas(parameters: dict[str, object]) -> None:
+    text = tool_instructions([ToolDefinition("odd", "", parameters)], None)
+    assert text.splitlines()[1].startswith("- odd(")
