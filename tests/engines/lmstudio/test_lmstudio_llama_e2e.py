@@ -1,8 +1,8 @@
 """End to end: LMStudioEngine talking to the protocol test server, with real inference behind it.
 
 The server's responder turns each `predict` creation parameter (LM Studio's history and tool
-config) into an agentkit request, runs it on the local llama.cpp engine (SmolLM2-135M-Instruct, greedy,
-seeded, short) and streams the result back as protocol steps. So the whole path is exercised:
+config) into an agentkit request, runs it on the local llama.cpp engine (SmolLM2-135M-Instruct,
+greedy, seeded, short) and streams the result back as protocol steps. So the whole path is exercised:
 agentkit act() -> lmstudio SDK -> WebSocket protocol -> real model -> tool call -> tool result.
 """
 
