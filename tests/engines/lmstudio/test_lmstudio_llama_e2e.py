@@ -2,7 +2,7 @@
 
 The server's responder turns each `predict` creation parameter (LM Studio's history and tool
 config) into an agentkit request, runs it on the local llama.cpp engine (SmolLM2-135M-Instruct,
-greedy, seeded, short) and streams the result back as protocol steps. So the whole path is exercised:
+greedy, seeded, short) and streams the result back as protocol steps, so the whole path runs:
 agentkit act() -> lmstudio SDK -> WebSocket protocol -> real model -> tool call -> tool result.
 """
 
