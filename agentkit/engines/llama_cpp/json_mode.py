@@ -145,17 +145,15 @@ def _literal_end(body: str, start: int) -> int:
 def tool_instructions(
     tools: Sequence[ToolDefinition], response_format: ResponseFormatSpec | None
 ) -> str:
-    """The text that tells the model how to call tools (and how to answer).
-
-    Each tool is shown as a signature with its parameters' types and descriptions, the way
-    small models saw functions in training, not as raw JSON Schema, which they copy into their
-    arguments (measured on SmolLM2-135M: the README's accuracy table).
-    """
+    """The text that tells the model how to call tools (and how to answer)."""
     lines = []
     if tools:
         lines.append("You can call these tools:")
         for tool in tools:
-            lines += _describe_tool(tool)
+            lines.append(
+                f"- {tool.name}: {tool.description or 'no description'} "
+                f"Arguments schema: {json.dumps(tool.parameters, separators=(',', ':'))}"
+            )
         lines.append(
             'To call tools, reply with only {"tool_calls": [{"name": "<tool>", "arguments": '
             "{...}}]}. Tool results come back in the next message."
@@ -166,54 +164,6 @@ def tool_instructions(
     elif tools:
         lines.append("When you have what you need, answer in plain text.")
     return "\n".join(lines)
-
-
-def _describe_tool(tool: ToolDefinition) -> list[str]:
-    schema = tool.parameters
-    properties = schema.get("properties")
-    properties = properties if isinstance(properties, dict) else {}
-    required = schema.get("required")
-    required = set(required) if isinstance(required, list) else set()
-    signature = ", ".join(
-        f"{name}{'' if name in required else '?'}: {_type_name(spec)}"
-        for name, spec in properties.items()
-    )
-    lines = [f"- {tool.name}({signature}): {tool.description or 'no description'}"]
-    for name, spec in properties.items():
-        described = spec.get("description") if isinstance(spec, dict) else None
-        extra = _constraints(spec)
-        if described or extra:
-            lines.append(f"    {name}: {' '.join(p for p in (described, extra) if p)}")
-    return lines
-
-
-def _type_name(spec: object) -> str:
-    if not isinstance(spec, dict):
-        return "any"
-    kind = spec.get("type")
-    if kind == "array":
-        return f"array of {_type_name(spec.get('items'))}"
-    if isinstance(kind, str):
-        return kind
-    if isinstance(kind, list):
-        return " or ".join(str(k) for k in kind)
-    options = spec.get("anyOf") or spec.get("oneOf")
-    if isinstance(options, list):
-        return " or ".join(_type_name(option) for option in options)
-    return "any"
-
-
-def _constraints(spec: object) -> str:
-    if not isinstance(spec, dict):
-        return ""
-    parts = []
-    if isinstance(spec.get("enum"), list):
-        parts.append("one of " + ", ".join(json.dumps(v) for v in spec["enum"][:20]))
-    if "default" in spec:
-        parts.append(f"(default {json.dumps(spec['default'])})")
-    if spec.get("type") == "object" and isinstance(spec.get("properties"), dict):
-        parts.append("fields: " + json.dumps(spec["properties"], separators=(",", ":")))
-    return " ".join(parts)
 
 
 class OutputSplitter:
