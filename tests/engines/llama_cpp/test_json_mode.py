@@ -305,6 +305,15 @@ def test_a_new_call_cut_short_is_still_reported_malformed() -> None:
     assert isinstance(second, MalformedToolCall)
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {},
+        {"properties": "not a dict"},
+        {"properties": {"x": "not a schema", "y": {"type": 5}}, "required": "x"},
+        {"properties": {"x": {"type": "array"}}, "required": ["x", 7]},
+    ],
+)
 def test_instructions_survive_odd_schemas(parameters: dict[str, object]) -> None:
     text = tool_instructions([ToolDefinition("odd", "", parameters)], None)
     assert text.splitlines()[1].startswith("- odd: no description")
