@@ -45,3 +45,21 @@ def is_async_callable(function: object) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None)  # noqa: B004 - async callable objects
     )
+
+
+def first_parameter_is(function: Callable[..., object], name: str, kind: type) -> bool:
+    """Whether `function`'s first parameter is named `name` or annotated `kind` (also as a
+    string annotation): how a user's agent says which input it takes."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not parameters:
+        return False
+    first = parameters[0]
+    annotation = first.annotation
+    if annotation is kind or (
+        isinstance(annotation, str) and annotation.rpartition(".")[2] == kind.__name__
+    ):
+        return True
+    return first.name == name

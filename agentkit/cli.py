@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 import agentkit as ak
+from agentkit.callbacks import first_parameter_is
 from agentkit.errors import AgentkitError
 from agentkit.observe import set_observer
 from agentkit.tools import calculator
@@ -174,7 +175,8 @@ def _run_user_agent(spec: str, prompt: str) -> None:
     """`agentkit run --agent`: call the agent with the prompt (or a chat) and print its answer."""
     agent = _import_agent(spec)
     print(f"agentkit run: {spec}\n")
-    argument: str | ak.Chat = ak.Chat.from_history(prompt) if _wants_chat(agent) else prompt
+    wants_chat = first_parameter_is(agent, "chat", ak.Chat)
+    argument: str | ak.Chat = ak.Chat.from_history(prompt) if wants_chat else prompt
     started = time.perf_counter()
     output: object = agent(argument)
     if inspect.isawaitable(output):
@@ -196,23 +198,6 @@ def _run_user_agent(spec: str, prompt: str) -> None:
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
-
-
-def _wants_chat(agent: Callable[..., object]) -> bool:
-    """True when the agent's first parameter is named `chat` or annotated `Chat`."""
-    try:
-        parameters = list(inspect.signature(agent).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    if not parameters:
-        return False
-    first = parameters[0]
-    annotation = first.annotation
-    if annotation is ak.Chat or (
-        isinstance(annotation, str) and annotation.rpartition(".")[2] == "Chat"
-    ):
-        return True
-    return first.name == "chat"
 
 
 def _eval_command(options: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agentkit.callbacks import is_async_callable
+from agentkit.callbacks import first_parameter_is, is_async_callable
 from agentkit.chat import Chat
 from agentkit.errors import ActError, AgentkitError, ConfigurationError, describe_validation_errors
 from agentkit.progress import progress as progress_bar
@@ -328,7 +328,7 @@ class _Runner:
         self.name = name
         self.tracer = tracer
         self.limiter = limiter
-        self.wants_case = _wants_case(agent)
+        self.wants_case = first_parameter_is(agent, "case", Case)
         self.agent_is_async = is_async_callable(agent)
         self.async_scorers = [is_async_callable(scorer) for scorer in scorers]
 
@@ -439,23 +439,6 @@ def _outcome_of(value: object) -> Outcome:
         f"the agent returned {type(value).__name__}; return an ActResult, a PredictionResult "
         "or a str"
     )
-
-
-def _wants_case(agent: Callable[..., object]) -> bool:
-    """True when the agent's first parameter is named `case` or annotated `Case`."""
-    try:
-        parameters = list(inspect.signature(agent).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    if not parameters:
-        return False
-    first = parameters[0]
-    annotation = first.annotation
-    if annotation is Case:
-        return True
-    if isinstance(annotation, str) and annotation.rpartition(".")[2] == "Case":
-        return True
-    return first.name == "case"
 
 
 def _trace_id(span: Span) -> str:
