@@ -202,7 +202,9 @@ async def test_concurrent_runs_record_and_replay(tmp_path: Path) -> None:
                 group.start_soon(run, model, question, recorded)
     lines = records(path)
     assert len(lines) == 2 * len(questions)
-    assert [line["request"]["round_index"] for line in lines[: len(questions)]] == [0] * 6
+    # Whole lines from concurrent writers, one per prediction; which run's round 1 lands
+    # before another's round 0 is up to the scheduler (a loaded machine reorders them).
+    assert sorted(line["request"]["round_index"] for line in lines) == [0] * 6 + [1] * 6
 
     replayed: dict[str, str] = {}
     replay = AsyncReplayModel(path)
