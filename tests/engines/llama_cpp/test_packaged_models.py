@@ -98,7 +98,15 @@ def test_progress_goes_to_stderr_not_stdout(
     index.model.path(progress=True)
     out, err = capfd.readouterr()
     assert out == ""
-    assert "downloading fake-model==1.0" in err and "writing fake-q4.gguf" in err
+    assert "downloading fake-model==1.0 (fake-q4, once)" in err and "writing fake-q4.gguf" in err
+
+
+def test_progress_without_a_real_stderr_still_downloads(
+    index: FakeIndex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # capsys swaps sys.stderr for an object with no file descriptor, as a notebook may.
+    assert index.model.path(progress=True).read_bytes() == index.content
+    assert capsys.readouterr().out == ""
 
 
 def test_a_wheel_other_than_the_pinned_one_is_refused(index: FakeIndex) -> None:

