@@ -305,17 +305,17 @@ def report(runs: Sequence[Run], categories: Sequence[str]) -> None:
     paths = [p for p in PATHS if any(r.path == p for r in runs)]
     by_path = {p: [r for r in runs if r.path == p] for p in paths}
     print()
-    header = f"{'':24}" + "".join(f"{p:>12}" for p in paths)
+    header = f"{'':24}" + "".join(f"{p:>16}" for p in paths)
     print(header)
 
     def row(label: str, values: Sequence[str]) -> None:
-        print(f"{label:24}" + "".join(f"{v:>12}" for v in values))
+        print(f"{label:24}" + "".join(f"{v:>16}" for v in values))
 
     def percent(selected: Sequence[Run], test: Callable[[Run], bool]) -> str:
         if not selected:
             return "-"
         hits = sum(1 for r in selected if test(r))
-        return f"{100 * hits / len(selected):.1f}% {hits}/{len(selected)}".rjust(12)
+        return f"{100 * hits / len(selected):.1f}% {hits}/{len(selected)}".rjust(16)
 
     def valid(run: Run) -> bool:
         return run.score is not None and run.score.valid
@@ -361,17 +361,17 @@ def report(runs: Sequence[Run], categories: Sequence[str]) -> None:
 def print_failure_kinds(runs: Sequence[Run]) -> None:
     paths = [p for p in PATHS if any(r.path == p for r in runs)]
     print()
-    print("failure kinds " + "".join(f"{p:>12}" for p in paths))
+    print(f"{'failure kinds':24}" + "".join(f"{p:>16}" for p in paths))
     counts = {p: kind_counts(r.score.kind for r in runs if r.path == p and r.score) for p in paths}
     for kind in FAILURE_KINDS:
-        print(f"  {kind:18}" + "".join(f"{counts[p][kind]:>12}" for p in paths))
+        print(f"  {kind:22}" + "".join(f"{counts[p][kind]:>16}" for p in paths))
     for label, test in (
         ("repeat a call", lambda r: bool(r.score and r.score.repeated)),
         ("hit max_tokens", lambda r: r.finish_reason == "length"),
     ):
         print(
-            f"  {label:18}"
-            + "".join(f"{sum(1 for r in runs if r.path == p and test(r)):>12}" for p in paths)
+            f"  {label:22}"
+            + "".join(f"{sum(1 for r in runs if r.path == p and test(r)):>16}" for p in paths)
         )
 
 
