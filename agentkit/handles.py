@@ -7,6 +7,7 @@ client's background loop; callbacks therefore run on that loop's thread.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -218,16 +219,7 @@ def _parsed(result: PredictionResult, output: OutputFormat | None) -> Prediction
         raise StructuredOutputError(
             f"the response does not match response_format: {invalid}", result.content
         ) from invalid
-    return PredictionResult(
-        message=result.message,
-        usage=result.usage,
-        finish_reason=result.finish_reason,
-        model=result.model,
-        time_to_first_token_seconds=result.time_to_first_token_seconds,
-        duration_seconds=result.duration_seconds,
-        parsed=parsed,
-        stats=result.stats,
-    )
+    return dataclasses.replace(result, parsed=parsed)
 
 
 class AsyncPredictionStream:

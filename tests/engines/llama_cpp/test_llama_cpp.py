@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,6 @@ from agentkit.errors import ModelNotFoundError
 from agentkit.tools import calculator
 
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 12, "seed": 7}
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[ak.Client]:
-    with ak.Client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def model(client: ak.Client) -> ak.LLM:
-    return client.llm.model()
 
 
 def engine_of(client: ak.Client) -> LlamaCppEngine:

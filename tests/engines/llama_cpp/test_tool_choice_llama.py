@@ -5,7 +5,6 @@ Predictions are greedy and a few tokens long.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +90,6 @@ def test_native_mode_takes_a_named_tool_through_json_mode() -> None:
 
 
 # -- the real model ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[ak.Client]:
-    with ak.Client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def model(client: ak.Client) -> ak.LLM:
-    return client.llm.model()
 
 
 def test_a_named_tool_forces_that_tool(model: ak.LLM) -> None:

@@ -26,7 +26,7 @@ from agentkit.progress import progress as report_progress
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["ByteSource", "models_dir", "verified_model_file"]
+__all__ = ["ByteSource", "models_dir", "sha256_file", "verified_model_file"]
 
 ByteSource = Callable[[], tuple[int, Iterable[bytes]]]
 """Called under the lock when the file must be written: (total bytes, the blocks)."""
@@ -74,7 +74,7 @@ def verified_model_file(
                 stale.unlink(missing_ok=True)
         if target.is_file():
             # No valid sidecar (first run after a copy, or the file changed): hash it once.
-            if _sha256_file(target) == sha256:
+            if sha256_file(target) == sha256:
                 _write_sidecar(target, sha256)
                 return target
             if progress:
@@ -152,7 +152,8 @@ BLOCK_SIZE = 4 * 1024 * 1024
 """Bytes per block a source should yield: large enough to be fast, small enough to report."""
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The file's sha256, hex."""
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 

