@@ -213,8 +213,12 @@ class OutputSplitter:
         self._buffer += text
         repeat_at = self._calls.feed(self._buffer, start)
         if repeat_at is not None:
-            self._buffer = self._buffer[:repeat_at].rstrip().rstrip(",") + "]}"
+            self._close_before(repeat_at)
             self.complete = True
+
+    def _close_before(self, index: int) -> None:
+        """End the call list just before the call starting at `index`."""
+        self._buffer = self._buffer[:index].rstrip().rstrip(",") + "]}"
 
     def finish(self) -> list[TextDelta | ToolCallRequested | MalformedToolCall]:
         """Everything still pending once generation ended.
@@ -227,7 +231,7 @@ class OutputSplitter:
             return [TextDelta(flushed)] if flushed else []
         cut = self._calls.repeat_in_progress(self._buffer)
         if not self.complete and cut is not None:
-            self._buffer = self._buffer[:cut].rstrip().rstrip(",") + "]}"
+            self._close_before(cut)
         return list(parse_tool_calls(self._buffer))
 
 
