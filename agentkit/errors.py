@@ -100,6 +100,68 @@ class StructuredOutputError(ActError):
         self.raw = raw
 
 
+class SessionStoreError(AgentkitError):
+    """A session store failed; the message names the store, the session and what to do."""
+
+
+class SessionNotFoundError(SessionStoreError, KeyError):
+    """No session with this id is in the store."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no session {session_id!r} in the store")
+        self.session_id = session_id
+
+    def __str__(self) -> str:  # KeyError would repr the message
+        return str(self.args[0])
+
+
+class SessionExistsError(SessionStoreError):
+    """A session with this id already exists (the target of a fork)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} already exists")
+        self.session_id = session_id
+
+
+class SessionConflict(SessionStoreError):
+    """Another writer committed to the session since this writer loaded it.
+
+    `expected_revision` is the revision the writer last saw, `actual_revision` the store's
+    (0: the session does not exist). Reload the session and decide again; nothing was written.
+    """
+
+    def __init__(self, session_id: str, expected_revision: int, actual_revision: int) -> None:
+        now = "does not exist" if actual_revision == 0 else f"is at revision {actual_revision}"
+        super().__init__(
+            f"session {session_id!r} {now}, but the writer expected revision "
+            f"{expected_revision}: another writer committed first; reload it and retry"
+        )
+        self.session_id = session_id
+        self.expected_revision = expected_revision
+        self.actual_revision = actual_revision
+
+
+class MessageTooLargeError(SessionStoreError, ValueError):
+    """A message (or metadata) is larger than the store's limit; nothing was written."""
+
+    def __init__(self, session_id: str, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"session {session_id!r}: {what} is {size:,} bytes of JSON, over the store's limit "
+            f"of {limit:,} (raise it with max_message_bytes=...)"
+        )
+        self.session_id = session_id
+        self.size = size
+        self.limit = limit
+
+
+class StoreCorruptedError(SessionStoreError):
+    """The store's data cannot be read (not a database, or a row agentkit did not write)."""
+
+
+class StoreVersionError(SessionStoreError):
+    """The store was written by an agentkit with a schema this version cannot read."""
+
+
 class InvalidToolRequest(AgentkitError):
     """Base of the problems with one tool call that act() reports back to the model."""
 
