@@ -1,0 +1,129 @@
+"""Stores facing bad files, other versions, dead servers and rows agentkit did not write."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agentkit import UserMessage
+from agentkit.errors import (
+    ConfigurationError,
+    SessionStoreError,
+    StoreCorruptedError,
+    StoreVersionError,
+)
+from agentkit.memory import PostgresStore, SQLiteStore
+
+
+def test_a_file_that_is_not_a_database_is_a_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not SQLite" * 500)
+    with pytest.raises(StoreCorruptedError, match="not a readable SQLite store"):
+        SQLiteStore(path)
+    assert path.read_bytes() == b"this is not SQLite" * 500  # nothing written over it
+
+
+def test_a_damaged_database_page_is_a_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SQLiteStore(path) as store:
+        for i in range(50):
+            store.append(f"s{i}", [UserMessage(content="x" * 2000)], expected_revision=0)
+    data = bytearray(path.read_bytes())
+    data[4096 * 2 : 4096 * 6] = b"\xff" * (4096 * 4)  # clobber pages after the header
+    path.write_bytes(bytes(data))
+
+    def read_all() -> None:
+        with SQLiteStore(path) as store:
+            for i in range(50):
+                store.load(f"s{i}")
+
+    with pytest.raises(StoreCorruptedError):
+        read_all()
+
+
+def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("PRAGMA user_version = 7")
+    with pytest.raises(StoreVersionError, match="schema 7, written by a newer agentkit"):
+        SQLiteStore(path)
+
+
+def test_an_older_file_is_migrated_and_other_tables_are_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as raw:  # a user's database, no agentkit tables (version 0)
+        raw.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)")
+        raw.execute("INSERT INTO orders (item) VALUES ('book')")
+    with SQLiteStore(path) as store:
+        store.append("s", [UserMessage(content="hi")], expected_revision=0)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT item FROM orders").fetchall() == [("book",)]
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_a_row_agentkit_did_not_write_is_a_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SQLiteStore(path) as store:
+        store.append("s", [UserMessage(content="hi")], expected_revision=0)
+    with sqlite3.connect(path) as raw:
+        raw.execute('UPDATE agentkit_messages SET body = \'{"role": "robot"}\'')
+    with SQLiteStore(path) as store, pytest.raises(StoreCorruptedError, match="message 0"):
+        store.load("s")
+
+
+def test_memory_is_refused_and_a_closed_store_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="InMemoryStore"):
+        SQLiteStore(":memory:")
+    store = SQLiteStore(tmp_path / "s.db")
+    store.close()
+    with pytest.raises(SessionStoreError, match="closed"):
+        store.load("s")
+
+
+def test_a_locked_sqlite_file_times_out_with_a_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path, busy_timeout=0.2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        started = time.monotonic()
+        with pytest.raises(SessionStoreError, match="locked"):
+            store.append("s", [UserMessage(content="x")], expected_revision=0)
+        assert time.monotonic() - started < 10
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    store.append("s", [UserMessage(content="x")], expected_revision=0)  # and it recovers
+    store.close()
+
+
+def test_postgres_newer_schema_and_bad_rows(postgres_dsn: str) -> None:
+    with PostgresStore(postgres_dsn) as store:
+        store.append("s", [UserMessage(content="hi")], expected_revision=0)
+    with psycopg.connect(postgres_dsn, autocommit=True) as raw:
+        raw.execute("UPDATE agentkit_messages SET body = '[1, 2]'")
+    with PostgresStore(postgres_dsn) as store, pytest.raises(StoreCorruptedError):
+        store.load("s")
+    with psycopg.connect(postgres_dsn, autocommit=True) as raw:
+        raw.execute("UPDATE agentkit_schema SET version = 9")
+    with PostgresStore(postgres_dsn) as store, pytest.raises(StoreVersionError, match="schema 9"):
+        store.load("s")
+
+
+def test_an_unreachable_postgres_is_a_typed_error_in_bounded_time() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = PostgresStore(f"postgresql://x@127.0.0.1:{port}/db", timeout=2)
+    started = time.monotonic()
+    with pytest.raises(SessionStoreError, match="Postgres store"):
+        store.load("s")
+    assert time.monotonic() - started < 30
+    store.close()
