@@ -7,7 +7,8 @@ two racing writers match, the other gets `SessionConflict`. Messages are kept in
 which store the text agentkit wrote, so a session round-trips exactly.
 
 The async API needs asyncio (psycopg's). Each event loop that uses the store gets its own pool;
-the blocking API runs on a private loop thread.
+the blocking API runs on a private event loop, driven by the
+calling thread (agentkit's portal, as for the sync Client).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class PostgresStore(AsyncStore):
 
     def _call(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self._portal is None:
-            self._portal = Portal(background=True)  # the pool's tasks run between calls
+            self._portal = Portal()
         return self._portal.call(functools.partial(function, *args, **kwargs))
 
     async def _pool(self) -> AsyncConnectionPool:
