@@ -71,6 +71,7 @@ class Tool(Generic[P, R]):
         "is_async",
         "name",
         "parameters",
+        "requires_approval",
         "retries",
         "sequential",
         "timeout",
@@ -88,6 +89,7 @@ class Tool(Generic[P, R]):
         retries: int = DEFAULT_RETRIES,
         sequential: bool = False,
         inline: bool | None = None,
+        requires_approval: bool = False,
     ) -> None:
         if not _VALID_NAME.match(name):
             raise ToolDefinitionError(
@@ -111,6 +113,7 @@ class Tool(Generic[P, R]):
         self.retries = retries
         self.sequential = sequential
         self.inline = inline
+        self.requires_approval = requires_approval
         self.is_async = is_async_callable(function)
         self._bind = bind
         self._fast = False  # the last worker run was quick enough to run inline next time
@@ -192,6 +195,7 @@ class Tool(Generic[P, R]):
         retries: int | None = None,
         sequential: bool | None = None,
         inline: bool | EllipsisType | None = ...,
+        requires_approval: bool | None = None,
     ) -> Tool[P, R]:
         """A copy of this tool with some options changed (`inline=...`, the default, keeps it;
         `inline=None` restores the default choice)."""
@@ -205,6 +209,9 @@ class Tool(Generic[P, R]):
             retries=self.retries if retries is None else retries,
             sequential=self.sequential if sequential is None else sequential,
             inline=self.inline if inline is ... else inline,
+            requires_approval=(
+                self.requires_approval if requires_approval is None else requires_approval
+            ),
         )
 
 
@@ -217,6 +224,7 @@ def tool_from_function(
     retries: int = DEFAULT_RETRIES,
     sequential: bool = False,
     inline: bool | None = None,
+    requires_approval: bool = False,
 ) -> Tool[P, R]:
     """Build a `Tool` from a typed function (see `tool` for the options)."""
     tool_name = _default_name(function) if name is None else name
@@ -236,6 +244,7 @@ def tool_from_function(
         retries=retries,
         sequential=sequential,
         inline=inline,
+        requires_approval=requires_approval,
     )
 
 
@@ -258,6 +267,7 @@ def tool(
     retries: int = DEFAULT_RETRIES,
     sequential: bool = False,
     inline: bool | None = None,
+    requires_approval: bool = False,
 ) -> Tool[P, R]: ...
 @overload
 def tool(
@@ -268,6 +278,7 @@ def tool(
     retries: int = DEFAULT_RETRIES,
     sequential: bool = False,
     inline: bool | None = None,
+    requires_approval: bool = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 def tool(
     function: Callable[P, R] | None = None,
@@ -279,6 +290,7 @@ def tool(
     retries: int = DEFAULT_RETRIES,
     sequential: bool = False,
     inline: bool | None = None,
+    requires_approval: bool = False,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Make a function a tool, optionally overriding its name and description.
 
@@ -291,6 +303,8 @@ def tool(
         sequential: never run this tool at the same time as any other call.
         inline: where a sync function runs: None (default) lets agentkit run a fast one in
             the event loop's thread, True always does, False never does (see `Tool`).
+        requires_approval: a call pauses the run until a person approves it (the `Agent`
+            runtime's approval flow; plain act() runs ask its `approval` policy).
     """
 
     def decorate(fn: Callable[P, R]) -> Tool[P, R]:
@@ -302,6 +316,7 @@ def tool(
             retries=retries,
             sequential=sequential,
             inline=inline,
+            requires_approval=requires_approval,
         )
 
     return decorate if function is None else decorate(function)
@@ -317,6 +332,7 @@ def define_tool(
     retries: int = DEFAULT_RETRIES,
     sequential: bool = False,
     inline: bool | None = None,
+    requires_approval: bool = False,
 ) -> Tool[..., Any]:
     """A tool from an explicit JSON Schema; the implementation gets the arguments as keywords.
 
@@ -359,6 +375,7 @@ def define_tool(
         retries=retries,
         sequential=sequential,
         inline=inline,
+        requires_approval=requires_approval,
     )
 
 
