@@ -162,6 +162,70 @@ class StoreVersionError(SessionStoreError):
     """The store was written by an agentkit with a schema this version cannot read."""
 
 
+class MemoryIndexError(AgentkitError):
+    """A memory index (`agentkit.memory.MemoryIndex`) failed; the message says what to do."""
+
+
+class IndexCorruptedError(MemoryIndexError):
+    """The index file cannot be read (not a database, or tables agentkit did not write)."""
+
+
+class EmbeddingMismatchError(MemoryIndexError):
+    """The embedding model differs from the one the index was built with.
+
+    Vectors of two models (or widths) cannot be compared; use the index's model or a new file.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        expected: tuple[str, int | None],
+        actual: tuple[str, int | None],
+    ) -> None:
+        def name(model: str, dimension: int | None) -> str:
+            return f"{model!r}" + (f" ({dimension} dimensions)" if dimension else "")
+
+        super().__init__(
+            f"the index {path!r} was built with embedding model {name(*expected)}, but the "
+            f"handle gives {name(*actual)}; embed with the index's model or use another file"
+        )
+        self.path = path
+        self.expected_model, self.expected_dimension = expected
+        self.actual_model, self.actual_dimension = actual
+
+
+class InvalidEmbeddingError(MemoryIndexError, ValueError):
+    """An embedding handle returned unusable vectors (NaN, infinite, zero, ragged, too few)."""
+
+
+class InvalidDocumentError(MemoryIndexError, ValueError):
+    """A document cannot be indexed (empty, not text, bad id or metadata); nothing was written."""
+
+
+class DocumentTooLargeError(InvalidDocumentError):
+    """A document is longer than the index's limit; nothing was written."""
+
+    def __init__(self, document_id: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"document {document_id!r} is {size:,} characters, over the index's limit of "
+            f"{limit:,} (split it, or raise the limit with max_document_chars=...)"
+        )
+        self.document_id = document_id
+        self.size = size
+        self.limit = limit
+
+
+class DocumentNotFoundError(MemoryIndexError, KeyError):
+    """No document with this id is in the index."""
+
+    def __init__(self, document_id: str) -> None:
+        super().__init__(f"no document {document_id!r} in the index")
+        self.document_id = document_id
+
+    def __str__(self) -> str:  # KeyError would repr the message
+        return str(self.args[0])
+
+
 class InvalidToolRequest(AgentkitError):
     """Base of the problems with one tool call that act() reports back to the model."""
 
