@@ -21,7 +21,6 @@ from agentkit.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
-    "DEFAULT_OVERLAP_TOKENS",
     "Chunk",
     "approximate_token_count",
     "check_chunking",
@@ -30,7 +29,6 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_TOKENS = 256
-DEFAULT_OVERLAP_TOKENS = 32
 MAX_PIECE_CHARS = 32
 """A word longer than this is cut (base64, minified code), so no piece outgrows a chunk."""
 
@@ -61,8 +59,11 @@ def approximate_token_count(text: str) -> int:
     return len(_APPROXIMATE.findall(text))
 
 
-def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
-    """Raise `ConfigurationError` unless 8 <= chunk_tokens and 0 <= overlap < chunk_tokens / 2."""
+def check_chunking(chunk_tokens: int, overlap_tokens: int | None) -> int:
+    """The overlap (None: chunk_tokens // 8); `ConfigurationError` unless 8 <= chunk_tokens
+    and 0 <= overlap < chunk_tokens / 2."""
+    if overlap_tokens is None and isinstance(chunk_tokens, int):
+        overlap_tokens = chunk_tokens // 8
     for name, value in (("chunk_tokens", chunk_tokens), ("overlap_tokens", overlap_tokens)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigurationError(f"{name} is an int, got {value!r}")
@@ -73,6 +74,7 @@ def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
             f"overlap_tokens must be from 0 to less than half of chunk_tokens "
             f"({chunk_tokens}), got {overlap_tokens}"
         )
+    return overlap_tokens
 
 
 def chunk_text(
@@ -80,17 +82,18 @@ def chunk_text(
     count_tokens: Callable[[str], int] = approximate_token_count,
     *,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    overlap_tokens: int | None = None,
     pieces: Sequence[str] | None = None,
 ) -> list[Chunk]:
     """`text` cut into chunks of at most `chunk_tokens` tokens, consecutive chunks sharing
-    about `overlap_tokens` tokens. `count_tokens` counts one piece (see `split_pieces`; pass
-    the pieces if you have them). Whitespace-only stretches make no chunk.
+    about `overlap_tokens` tokens (default: an eighth of `chunk_tokens`). `count_tokens`
+    counts one piece (see `split_pieces`; pass the pieces if you have them). Whitespace-only
+    stretches make no chunk.
 
     A single piece over the budget (a 32-character run some tokenizer spends more than
     `chunk_tokens` tokens on) becomes a chunk of its own.
     """
-    check_chunking(chunk_tokens, overlap_tokens)
+    overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
     parts = split_pieces(text) if pieces is None else list(pieces)
     counts = [count_tokens(part) for part in parts]
     offsets = [0]

@@ -43,7 +43,6 @@ from agentkit.errors import (
 
 from .chunking import (
     DEFAULT_CHUNK_TOKENS,
-    DEFAULT_OVERLAP_TOKENS,
     Chunk,
     check_chunking,
     chunk_text,
@@ -150,7 +149,8 @@ class MemoryIndex:
     Args:
         path: the SQLite file (created if missing), or ":memory:".
         embedding: an agentkit embedding handle (`client.embedding.model(...)`).
-        chunk_tokens, overlap_tokens: chunk size and how much consecutive chunks share.
+        chunk_tokens, overlap_tokens: chunk size and how much consecutive chunks share
+            (default: an eighth of chunk_tokens).
         max_document_chars: longer documents raise `DocumentTooLargeError`.
         rrf_k: reciprocal rank fusion's constant (60 is the usual choice).
         busy_timeout: seconds a write waits for another process's write.
@@ -166,12 +166,12 @@ class MemoryIndex:
         embedding: EmbeddingHandle,
         *,
         chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        overlap_tokens: int | None = None,
         max_document_chars: int = DEFAULT_MAX_DOCUMENT_CHARS,
         rrf_k: float = 60.0,
         busy_timeout: float = 30.0,
     ) -> None:
-        check_chunking(chunk_tokens, overlap_tokens)
+        overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
         if isinstance(max_document_chars, bool) or not isinstance(max_document_chars, int):
             raise ConfigurationError(f"max_document_chars is an int, got {max_document_chars!r}")
         if not rrf_k > 0:
@@ -306,6 +306,7 @@ class MemoryIndex:
         query's embedding if you already have it.
         """
         query, k = _check_query(query, k)
+        self._db.check_open()
         if self._db.dimension is None:
             return []  # nothing was ever embedded
         if vector is None:
@@ -403,6 +404,7 @@ class MemoryIndex:
     ) -> list[Hit]:
         """`search` as a coroutine."""
         query, k = _check_query(query, k)
+        self._db.check_open()
         if self._db.dimension is None:
             return []
         if vector is None:

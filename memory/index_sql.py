@@ -475,6 +475,11 @@ class IndexDatabase:
             raise IndexCorruptedError(f"{self.path!r}: a document's metadata is not a JSON object")
         return value
 
+    def check_open(self) -> None:
+        """Raise `MemoryIndexError` if the index is closed."""
+        with self._errors():
+            pass
+
     def close(self) -> None:
         """Close the connection; idempotent."""
         with self._lock:
