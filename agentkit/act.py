@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -48,6 +48,10 @@ from agentkit.tools.tool import DEFAULT_RETRIES
 from agentkit.tools.toolset import ToolLike, Toolset
 from agentkit.untrusted import clean_text
 
+if TYPE_CHECKING:
+    from agentkit.engines.base import ToolDefinition
+    from agentkit.memory.context import ContextPolicy
+
 __all__ = ["ActCallbacks", "ActOptions", "run_act"]
 
 # Failure counters are keyed by tool name; these keys cover failures that belong to no tool.
@@ -77,6 +81,7 @@ class ActOptions:
     response_format: OutputFormat | None = None
     handle_invalid_tool_request: InvalidRequestHandler | None = None
     cancel_token: CancelToken | None = None
+    context: ContextPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.max_prediction_rounds is not None and self.max_prediction_rounds < 1:
@@ -189,9 +194,11 @@ class _Run:
         callbacks = self.callbacks
         await fire(callbacks.on_round_start, index)
         output_format = self.options.response_format
+        tools = () if final_round else self.toolset.definitions
+        context = self.options.context
         request = PredictionRequest(
-            messages=tuple(self.history),
-            tools=() if final_round else self.toolset.definitions,
+            messages=tuple(self.history) if context is None else await self.fit(context, tools),
+            tools=tools,
             config=self.options.config,
             response_format=None if output_format is None else output_format.spec,
             round_index=index,
@@ -217,6 +224,15 @@ class _Run:
                 await self.commit(record, output)
         await fire(callbacks.on_round_end, index)
         return record
+
+    async def fit(
+        self, context: ContextPolicy, tools: tuple[ToolDefinition, ...]
+    ) -> tuple[Message, ...]:
+        """What the context policy sends of the history this round (the history stays whole)."""
+        from agentkit.memory.context_tokens import ContextModel  # loaded by runs that use it
+
+        model = ContextModel(self.engine, self.identifier, self.model_name, tools)
+        return tuple(await context.apply(self.history, model))
 
     async def predict(self, request: PredictionRequest) -> RoundPrediction:
         self.trace.prediction_started(request)

@@ -100,6 +100,22 @@ class StructuredOutputError(ActError):
         self.raw = raw
 
 
+class ContextOverflowError(AgentkitError):
+    """A context policy cannot fit the pinned messages and the newest message block in its
+    token budget. `pinned` and `newest` are their sizes, `budget` the tokens allowed."""
+
+    def __init__(self, budget: int, pinned: int, newest: int, detail: str = "") -> None:
+        super().__init__(
+            f"the history does not fit the context: the pinned messages take {pinned:,} tokens "
+            f"and the newest message block {newest:,}, {pinned + newest:,} in all, over the "
+            f"budget of {budget:,} tokens{detail}. Raise the budget (a longer context or less "
+            "room for the reply), pin fewer messages, or elide large tool results"
+        )
+        self.budget = budget
+        self.pinned = pinned
+        self.newest = newest
+
+
 class SessionStoreError(AgentkitError):
     """A session store failed; the message names the store, the session and what to do."""
 

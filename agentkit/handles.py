@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -26,6 +26,9 @@ from agentkit.results import ActResult, PredictionFragment, PredictionResult
 from agentkit.structured import OutputFormat, OutputInvalid, ResponseFormat
 from agentkit.tool_round import InvalidRequestHandler
 from agentkit.tools.toolset import ToolLike
+
+if TYPE_CHECKING:
+    from agentkit.memory.context import ContextPolicy
 
 __all__ = ["LLM", "AsyncLLM", "AsyncPredictionStream", "PredictionStream"]
 
@@ -65,6 +68,7 @@ class AsyncLLM(AsyncModelHandle):
         on_prompt_processing_progress: Callable[[float, int], Any] | None = None,
         handle_invalid_tool_request: InvalidRequestHandler | None = None,
         cancel_token: CancelToken | None = None,
+        context: ContextPolicy | None = None,
     ) -> ActResult:
         """Run a ReAct loop: predict, run the requested tools in parallel, repeat until done.
 
@@ -85,11 +89,14 @@ class AsyncLLM(AsyncModelHandle):
             handle_invalid_tool_request: `(error, call) -> str | None`; a str replaces the
                 message the model gets, None keeps it, raising ends the run.
             cancel_token: a `CancelToken` that cancels the run from any thread.
+            context: a context policy (`agentkit.memory`) choosing, before each prediction,
+                what of the history is sent (the run's history itself stays whole).
 
         Raises:
             ToolRetriesExceededError: a tool kept failing past its retry budget.
             StructuredOutputError: the answer never matched `response_format`.
             ActCancelled: the run was cancelled through `cancel_token`.
+            ContextOverflowError: the context policy cannot fit the newest messages.
         """
         act_options = ActOptions(
             max_prediction_rounds=max_prediction_rounds,
@@ -98,6 +105,7 @@ class AsyncLLM(AsyncModelHandle):
             response_format=None if response_format is None else OutputFormat(response_format),
             handle_invalid_tool_request=handle_invalid_tool_request,
             cancel_token=cancel_token,
+            context=context,
         )
         callbacks = ActCallbacks(
             on_message=on_message,

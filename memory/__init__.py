@@ -17,6 +17,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from agentkit.errors import ContextOverflowError
+
+from .context import (
+    Block,
+    ContextPolicy,
+    ElideToolResults,
+    KeepLastTurns,
+    Pin,
+    Pipeline,
+    TokenBudget,
+)
+from .context_summary import InMemorySummaries, SessionSummaries, Summarize, Summary, SummaryStore
+from .context_tokens import ContextModel, TokenCounter
 from .in_memory import InMemoryStore
 from .sessions import Session, SessionInfo, SessionStore
 from .sqlite_store import SQLiteStore
@@ -28,16 +41,31 @@ if TYPE_CHECKING:
     from .retrieval import retrieval_tool
 
 __all__ = [
+    "Block",
     "Chunk",
+    "ContextModel",
+    "ContextOverflowError",
+    "ContextPolicy",
     "DocumentInfo",
+    "ElideToolResults",
     "Hit",
     "InMemoryStore",
+    "InMemorySummaries",
+    "KeepLastTurns",
     "MemoryIndex",
+    "Pin",
+    "Pipeline",
     "PostgresStore",
     "SQLiteStore",
     "Session",
     "SessionInfo",
     "SessionStore",
+    "SessionSummaries",
+    "Summarize",
+    "Summary",
+    "SummaryStore",
+    "TokenBudget",
+    "TokenCounter",
     "chunk_text",
     "retrieval_tool",
 ]
