@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from agentkit.approval import ApprovalPolicy, needs_approval
 from agentkit.callbacks import fire
 from agentkit.cancel import CancelToken
 from agentkit.config import PredictionConfig
@@ -32,7 +33,7 @@ from agentkit.errors import (
     StructuredOutputError,
     ToolRetriesExceededError,
 )
-from agentkit.messages import AssistantMessage, Message, UserMessage
+from agentkit.messages import AssistantMessage, Message, ToolCall, UserMessage
 from agentkit.observe import RunInfo, RunTrace, get_observer
 from agentkit.portal import on_portal_loop
 from agentkit.prediction import PredictionCallbacks, RoundPrediction, run_prediction
@@ -82,6 +83,7 @@ class ActOptions:
     handle_invalid_tool_request: InvalidRequestHandler | None = None
     cancel_token: CancelToken | None = None
     context: ContextPolicy | None = None
+    approval: ApprovalPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.max_prediction_rounds is not None and self.max_prediction_rounds < 1:
@@ -139,6 +141,7 @@ class _RoundOutput:
     stop: StopReason | None
     outcomes: list[ToolCallOutcome] = field(default_factory=list)
     parsed: Any = None
+    held: tuple[ToolCall, ...] = ()  # calls waiting for approval
 
 
 class _Run:
@@ -258,6 +261,7 @@ class _Run:
             # A fast sync tool may run inline on agentkit's own loop, unless a cancel token
             # was given: it could not cut an inline tool short.
             inline=self.options.cancel_token is None and on_portal_loop(),
+            hold=None if final_round else self.needs_approval,
         )
         assistant = predicted.result.message
         feedback: list[Message] = []
@@ -272,8 +276,14 @@ class _Run:
         if not final_round:
             for outcome in outcomes:
                 self.count_outcome(outcome)
-        messages: list[Message] = [assistant, *(o.message() for o in outcomes), *feedback]
-        return _RoundOutput(messages, "max_rounds" if final_round else None, outcomes)
+        held = tuple(o.call for o in outcomes if o.held)
+        ran = [o for o in outcomes if not o.held]
+        messages: list[Message] = [assistant, *(o.message() for o in ran), *feedback]
+        stop: StopReason | None = "max_rounds" if final_round else None
+        return _RoundOutput(messages, "approval_required" if held else stop, ran, held=held)
+
+    def needs_approval(self, call: ToolCall) -> bool:
+        return needs_approval(call, self.toolset, self.options.approval)
 
     def answer_round(self, prediction: PredictionResult, final_round: bool) -> _RoundOutput:
         message = prediction.message
@@ -325,6 +335,7 @@ class _Run:
         result.rounds += 1
         result.final = next(m for m in output.messages if isinstance(m, AssistantMessage))
         result.parsed = output.parsed
+        result.pending_approvals = output.held
         result.total_time_seconds = time.perf_counter() - self.started
         for message in output.messages:
             await fire(self.callbacks.on_message, message)

@@ -70,6 +70,23 @@ class ActCancelled(ActError):
     """The run was cancelled through its `CancelToken`; the chat received no partial round."""
 
 
+class ApprovalError(AgentkitError, ValueError):
+    """Approval decisions that do not fit what is pending (an unknown or already decided call,
+    a missing decision, edited arguments the tool's schema rejects); nothing ran."""
+
+
+class ApprovalPendingError(AgentkitError):
+    """The session waits for approval decisions; resume it before sending a new message."""
+
+    def __init__(self, session_id: str, call_ids: Sequence[str]) -> None:
+        super().__init__(
+            f"session {session_id!r} waits for decisions on tool call(s) "
+            f"{', '.join(map(repr, call_ids))}; resume it with agent.resume(...) first"
+        )
+        self.session_id = session_id
+        self.call_ids = tuple(call_ids)
+
+
 class ToolRetriesExceededError(ActError):
     """A tool (or the model's output format) failed more times in a row than its retry budget."""
 

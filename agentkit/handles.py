@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from agentkit.act import ActCallbacks, ActOptions, run_act
+from agentkit.approval import ApprovalPolicy
 from agentkit.cancel import CancelToken
 from agentkit.chat import Chat, Message
 from agentkit.config import PredictionConfig, PredictionConfigInput, coerce_config
@@ -69,6 +70,7 @@ class AsyncLLM(AsyncModelHandle):
         handle_invalid_tool_request: InvalidRequestHandler | None = None,
         cancel_token: CancelToken | None = None,
         context: ContextPolicy | None = None,
+        approval: ApprovalPolicy | None = None,
     ) -> ActResult:
         """Run a ReAct loop: predict, run the requested tools in parallel, repeat until done.
 
@@ -91,6 +93,10 @@ class AsyncLLM(AsyncModelHandle):
             cancel_token: a `CancelToken` that cancels the run from any thread.
             context: a context policy (`agentkit.memory`) choosing, before each prediction,
                 what of the history is sent (the run's history itself stays whole).
+            approval: `(call) -> bool`; a call it flags (or of a tool with
+                `requires_approval=True`) is not run: the run stops after committing the
+                round, with `stop_reason="approval_required"` and the call in
+                `pending_approvals` (the `Agent` runtime resumes such runs).
 
         Raises:
             ToolRetriesExceededError: a tool kept failing past its retry budget.
@@ -106,6 +112,7 @@ class AsyncLLM(AsyncModelHandle):
             handle_invalid_tool_request=handle_invalid_tool_request,
             cancel_token=cancel_token,
             context=context,
+            approval=approval,
         )
         callbacks = ActCallbacks(
             on_message=on_message,

@@ -124,7 +124,7 @@ class RoundRecord:
         return self.prediction.usage
 
 
-StopReason: TypeAlias = Literal["answered", "max_rounds"]
+StopReason: TypeAlias = Literal["answered", "max_rounds", "approval_required"]
 
 
 @dataclass(slots=True)
@@ -144,3 +144,4 @@ class ActResult:
     round_records: list[RoundRecord] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     parsed: Any = None
+    pending_approvals: tuple[ToolCall, ...] = ()

@@ -56,6 +56,7 @@ class ToolCallOutcome:
     error: InvalidToolRequest | None = None
     duration_seconds: float = 0.0
     executed: bool = False
+    held: bool = False
 
     def message(self) -> ToolResultMessage:
         """The tool result message to commit to the chat."""
@@ -81,18 +82,22 @@ async def run_tool_calls(
     handler: InvalidRequestHandler | None,
     trace: RunTrace = NO_TRACE,
     inline: bool = False,
+    hold: Callable[[ToolCall], bool] | None = None,
 ) -> list[ToolCallOutcome]:
     """Run the calls (sequential tools alone, the rest concurrently); outcomes in call order.
 
     `inline` allows a fast sync tool to run in this thread when it is its batch's one call
     (see `Tool`): the caller sets it when nothing else is lost by that (the sync API, no
-    cancel token).
+    cancel token). A valid call for which `hold(call)` is true is not run but marked `held`
+    (it waits for approval).
     """
     outcomes = [ToolCallOutcome(call, toolset.get(call.name)) for call in calls]
     runnable: list[tuple[ToolCallOutcome, BoundArguments]] = []
     for outcome in outcomes:
         bound = _prepare(outcome, toolset, final_round)
-        if bound is not None:
+        if bound is not None and hold is not None and hold(outcome.call):
+            outcome.held = True
+        elif bound is not None:
             runnable.append((outcome, bound))
     limiter = anyio.CapacityLimiter(max_parallel) if max_parallel else None
     for batch in _batches(runnable):
@@ -103,7 +108,7 @@ async def run_tool_calls(
             for outcome, bound in batch:
                 group.start_soon(_execute, outcome, bound, limiter, trace, False)
     for outcome in outcomes:
-        if not outcome.executed:
+        if not outcome.executed and not outcome.held:
             trace.tool_call_rejected(outcome)
     for outcome in outcomes:
         if outcome.error is not None:
