@@ -78,7 +78,7 @@ MAX_QUERY_TERMS = 64
 MAX_CANDIDATES = 4_096
 """sqlite-vec's largest k."""
 
-_TERM = re.compile(r"\w+")
+_TERM = re.compile(r"[^\W_]+")  # FTS5 (unicode61) splits words at "_" too
 
 
 @dataclass(frozen=True, slots=True)

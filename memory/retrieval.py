@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from agentkit.errors import ConfigurationError
 from agentkit.tools import Tool, define_tool
 
-from .index import MAX_K, MAX_QUERY_CHARS, Hit, MemoryIndex
+from .index import MAX_K, Hit, MemoryIndex
 from .index_sql import Filter
 
 __all__ = ["format_hits", "parse_citations", "retrieval_tool"]
@@ -67,12 +67,10 @@ def retrieval_tool(
     parameters = {
         "type": "object",
         "properties": {
-            "query": {
-                "type": "string",
-                "description": "what to look for, in a few words",
-                "minLength": 1,
-                "maxLength": MAX_QUERY_CHARS,
-            }
+            # No description (small models copy it into the query) and no maxLength (a local
+            # engine's grammar would repeat a rule 2,000 times): the index refuses a longer
+            # query and the model reads why.
+            "query": {"type": "string", "minLength": 1}
         },
         "required": ["query"],
         "additionalProperties": False,

@@ -524,6 +524,10 @@ def test_keyword_query_quotes_every_word() -> None:
         '"near" OR "a" OR "b" OR "and" OR "c" OR "d" OR "col" OR "e"'
     )
     assert keyword_query("*** ()") is None
+    # "_" splits words, as in FTS5's tokenizer: a quoted "a_b" would be the phrase "a b".
+    assert (
+        keyword_query("tomato_planting_tips.html") == '"tomato" OR "planting" OR "tips" OR "html"'
+    )
 
 
 # -- hostile query text ----------------------------------------------------------------------------
