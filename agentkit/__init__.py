@@ -10,6 +10,8 @@ Importing agentkit loads the runtime only; engines, the OpenTelemetry SDK and se
 are imported when first used.
 """
 
+from typing import TYPE_CHECKING
+
 from agentkit.cancel import CancelToken
 from agentkit.chat import (
     AssistantMessage,
@@ -46,6 +48,10 @@ from agentkit.results import (
 )
 from agentkit.tools import Tool, define_tool, tool
 
+if TYPE_CHECKING:
+    from agentkit.agent import Agent, AsyncAgent
+    from agentkit.approval import Approve, Deny
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -53,8 +59,11 @@ __all__ = [
     "ActCancelled",
     "ActError",
     "ActResult",
+    "Agent",
     "AgentkitError",
+    "Approve",
     "AssistantMessage",
+    "AsyncAgent",
     "AsyncClient",
     "AsyncEmbeddingModel",
     "AsyncLLM",
@@ -63,6 +72,7 @@ __all__ = [
     "Chat",
     "Client",
     "ConfigurationError",
+    "Deny",
     "EmbeddingModel",
     "Image",
     "InvalidToolRequest",
@@ -90,3 +100,20 @@ __all__ = [
     "llm",
     "tool",
 ]
+
+_LAZY = {
+    "Agent": "agentkit.agent",
+    "AsyncAgent": "agentkit.agent",
+    "Approve": "agentkit.approval",
+    "Deny": "agentkit.approval",
+}
+
+
+def __getattr__(name: str) -> object:
+    # The Agent runtime loads session stores: `import agentkit` stays light without it.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -10,6 +10,10 @@ import pytest
 PUBLIC_MODULES = [
     "agentkit",
     "agentkit.tools",
+    "agentkit.memory",
+    "agentkit.agent",
+    "agentkit.agent_events",
+    "agentkit.approval",
     "agentkit.engines",
     "agentkit.engines.llama_cpp",
     "agentkit.engines.openai",
