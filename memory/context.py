@@ -213,6 +213,11 @@ class TokenBudget(ContextPolicy):
         if max_tokens is not None:
             check_count("max_tokens", max_tokens, minimum=1)
         check_count("reply_tokens", reply_tokens, minimum=0)
+        if max_tokens is not None and reply_tokens >= max_tokens:
+            raise ConfigurationError(
+                f"reply_tokens ({reply_tokens}) leaves no room for messages in max_tokens "
+                f"({max_tokens}); the budget for messages is max_tokens - reply_tokens"
+            )
         self.max_tokens = max_tokens
         self.reply_tokens = reply_tokens
         self.counter = counter or TokenCounter()

@@ -194,9 +194,9 @@ class Summarize(ContextPolicy):
             )
         check_count("keep_turns", keep_turns, minimum=0)
         check_count("max_turns", max_turns, minimum=1)
-        if keep_turns >= max_turns:
+        if keep_turns > max_turns:
             raise ConfigurationError(
-                f"keep_turns ({keep_turns}) must be less than max_turns ({max_turns})"
+                f"keep_turns ({keep_turns}) must not exceed max_turns ({max_turns})"
             )
         if max_tokens is not None:
             check_count("max_tokens", max_tokens, minimum=1)
@@ -365,7 +365,7 @@ def _with_summary(blocks: Sequence[Block], starts: list[int], summary: Summary) 
 def _writer_prompt(previous: Summary | None, dropped: Sequence[Message]) -> str:
     lines = [f"Summary so far:\n{previous.text if previous else '(none yet)'}", "", "Messages:"]
     for message in dropped:
-        text = message_text(message)
+        text = message.content if isinstance(message, ToolResultMessage) else message_text(message)
         if len(text) > _MAX_QUOTED_CHARS:
             text = text[:_MAX_QUOTED_CHARS] + " […]"
         if isinstance(message, ToolResultMessage):
