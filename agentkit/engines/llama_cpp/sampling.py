@@ -406,6 +406,13 @@ class TokenSampler:
         _lib.llama_sampler_apply(self._grammar, self._one_arr_p)
         return bool(arr.size == 1 and arr.data[0].logit != _NEG_INF)
 
+    def allows(self, token: int) -> bool:
+        """Whether the grammar (if any) allows `token` next."""
+        self._check_open()
+        if not 0 <= token < self._n_vocab:
+            return False
+        return self._grammar is None or self._allowed(token)
+
     def accept(self, token: int) -> None:
         """Advance the grammar and the penalty history past `token`.
 

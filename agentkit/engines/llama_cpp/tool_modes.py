@@ -25,9 +25,11 @@ from agentkit.engines.base import (
     PredictionRequest,
     TextDelta,
     ToolCallRequested,
+    ToolDefinition,
     offer_tools,
 )
 from agentkit.engines.llama_cpp import json_mode
+from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
 from agentkit.engines.llama_cpp.native_tools import LLAMA3, MISTRAL, ToolFormat
 from agentkit.engines.llama_cpp.prompting.formats import PromptFormat, Segment
 from agentkit.engines.llama_cpp.prompting.jinja import JinjaPromptFormat
@@ -69,6 +71,8 @@ class RoundPlan:
     # Llama 3's <|python_tag|> and Mistral's [TOOL_CALLS] are control tokens: the output must
     # be detokenized with special tokens for the parser to see them.
     special_output: bool = False
+    # Inserts what the grammar leaves no choice about (JSON-mode calls); None: sample it all.
+    jump_forward: Callable[[], CallJumpForward] | None = None
 
 
 def plan_round(
@@ -99,6 +103,7 @@ def plan_round(
                 text_answer=_has_tool_calls(request.messages),
             ),
             lambda: json_mode.OutputSplitter(bool(tools)),
+            jump_forward=_jump_forward(tools, required, response_format is None),
         )
     tool_format = native.tool_format
     segments = native.prompt.render(
@@ -113,6 +118,16 @@ def plan_round(
         lambda: tool_format.splitter(bool(tools), segments),
         special_output=tool_format in (LLAMA3, MISTRAL),
     )
+
+
+def _jump_forward(
+    tools: Sequence[ToolDefinition], required: bool, text_answer: bool
+) -> Callable[[], CallJumpForward] | None:
+    """Jump-forward for a round whose output may be a call object: always when a call is
+    required; otherwise only when an answer cannot start with `{` (no response_format)."""
+    if not tools or not (required or text_answer):
+        return None
+    return lambda: CallJumpForward(tools, at_start=required)
 
 
 def _has_tool_calls(messages: Sequence[Message]) -> bool:

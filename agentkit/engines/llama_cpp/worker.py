@@ -28,6 +28,7 @@ import anyio.lowlevel
 
 from agentkit.cancel import call_soon_in_loop
 from agentkit.engines.base import FirstToken, ModelInstanceInfo, PredictionDone, PromptProgress
+from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
 from agentkit.engines.llama_cpp.kv_cache import (
     MIN_RESTORE_GAIN,
     SavedState,
@@ -74,6 +75,7 @@ class InstanceStats:
     prompt_tokens: int = 0
     evaluated_prompt_tokens: int = 0
     generated_tokens: int = 0
+    forced_tokens: int = 0  # of the generated ones, inserted by jump-forward (not sampled)
     state_restores: int = 0
 
 
@@ -259,42 +261,74 @@ class InstanceWorker:
     def _generate(self, job: PredictJob, max_tokens: int) -> tuple[int, str]:
         llama = self.llama
         splitter = job.plan.router()
+        jump = job.plan.jump_forward() if job.plan.jump_forward is not None else None
         special = job.plan.special_output
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(job.stop_strings)
         generated = 0
-        token = -1
+        pending: list[int] = []  # kept tokens not yet evaluated
         finish = "length"
         with TokenSampler(llama, job.params, job.plan.grammar) as sampler:
             while generated < max_tokens:
                 if job.cancelled.is_set():
                     finish = "cancelled"
                     break
-                if generated:
+                forced = self._forced(jump, sampler, max_tokens - generated)
+                if forced:
+                    tokens = forced
+                else:
                     # Evaluated lazily: the last token of a generation is never needed for
                     # sampling, and the next request's prefix match evaluates it if useful.
-                    llama.eval([token])
-                token = sampler.sample()
-                if llama.token_eos() == token or is_end_of_generation(llama, token):
-                    finish = "stop"
-                    break
-                sampler.accept(token)
-                generated += 1
-                if generated == 1:
-                    job.emit(FirstToken())
-                piece, stopped = stops.feed(
-                    decoder.decode(llama.detokenize([token], special=special))
-                )
-                for event in splitter.feed(piece):
-                    job.emit(event)
-                if stopped or splitter.complete:
+                    if pending:
+                        llama.eval(pending)
+                    token = sampler.sample()
+                    if llama.token_eos() == token or is_end_of_generation(llama, token):
+                        finish = "stop"
+                        break
+                    sampler.accept(token)
+                    tokens = [token]
+                pending = pending + tokens if forced else tokens
+                stopped = False
+                for token in tokens:
+                    generated += 1
+                    if generated == 1:
+                        job.emit(FirstToken())
+                    text = decoder.decode(llama.detokenize([token], special=special))
+                    if jump is not None:
+                        jump.feed(text)
+                    piece, stopped = stops.feed(text)
+                    for event in splitter.feed(piece):
+                        job.emit(event)
+                    if stopped or splitter.complete:
+                        break
+                if stopped or splitter.complete or (jump is not None and jump.done):
                     finish = "stop"
                     break
         for event in splitter.feed(stops.flush()):
             job.emit(event)
-        for pending in splitter.finish():
-            job.emit(pending)
+        for pending_event in splitter.finish():
+            job.emit(pending_event)
         return generated, finish
+
+    def _forced(
+        self, jump: CallJumpForward | None, sampler: TokenSampler, budget: int
+    ) -> list[int]:
+        """The tokens jump-forward inserts now (at most `budget`), each accepted by the
+        grammar; [] where the model samples."""
+        if jump is None:
+            return []
+        text = jump.forced()
+        if not text:
+            return []
+        tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        accepted: list[int] = []
+        for token in tokens[:budget]:
+            if not sampler.allows(token):
+                break  # the grammar disagrees: let the model sample from here
+            sampler.accept(token)
+            accepted.append(token)
+        self.stats.forced_tokens += len(accepted)
+        return accepted
 
 
 def is_end_of_generation(llama: Any, token: int) -> bool:

@@ -1,0 +1,272 @@
+"""Jump-forward decoding for JSON-mode tool calls: text the grammar leaves no choice about is
+inserted instead of sampled.
+
+A tool-call object `{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}` has long stretches
+that the round's grammar fixes: the opening up to the first name, the rest of a name once its
+prefix matches a single offered tool, `", "arguments": {` after a name, each required parameter's
+key (the grammar emits required parameters first, in schema order), and the closing `}` after
+the list. The grammar allows an optional space in some of those places; the inserted text uses
+the spacing of the format the instructions show (`{"name": "x", "arguments": {"a": 1}}`).
+
+Inserted tokens skip sampling (they are evaluated in one batch, which is faster than one
+forward pass each) and keep a small model from drifting where it has nothing to decide: offered
+a schema, SmolLM2 wants to write `"type"` where the first parameter's key goes, and `...` after
+`"arguments": {`, which the grammar then bends into whatever valid token the model ranks next.
+
+`CallJumpForward` follows the generated text and answers `forced()`: the text to insert now, or
+"" where the model chooses (a value, whether another call follows, an optional parameter).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentkit.engines.base import ToolDefinition
+
+__all__ = ["CallJumpForward"]
+
+_OPENING = '{"tool_calls": [{"name": "'
+_NEXT_CALL = ', {"name": "'
+
+# Nesting depth of each part of a tool-call object.
+_LIST = 2  # inside "tool_calls": [...]
+_CALL = 3  # inside one call {...}
+_ARGUMENTS = 4  # inside "arguments": {...}
+
+
+@dataclass(frozen=True, slots=True)
+class _Tool:
+    name: str
+    required: tuple[str, ...]  # required parameters in the order the grammar emits them
+    optional: tuple[str, ...]  # the other parameters, in the order the grammar allows them
+    openers: dict[str, str]  # parameter -> how its value must start ('"', "[", "{" or "")
+
+
+def _tool(definition: ToolDefinition) -> _Tool:
+    schema = definition.parameters
+    required = _required_keys(schema)
+    properties = schema.get("properties")
+    closed = schema.get("additionalProperties") in (None, False)  # no keys but these
+    if not required and not (closed and isinstance(properties, dict) and _plain(schema)):
+        return _Tool(definition.name, (), (), {})
+    assert isinstance(properties, dict)
+    optional = tuple(key for key in properties if key not in required) if closed else ()
+    openers = {key: _opener(value) for key, value in properties.items()}
+    return _Tool(definition.name, required, optional, openers)
+
+
+def _plain(schema: dict[str, Any]) -> bool:
+    """Whether llama.cpp's converter builds this object from its properties alone."""
+    return schema.get("type", "object") == "object" and not any(
+        key in schema for key in ("$ref", "allOf", "anyOf", "oneOf", "const", "enum")
+    )
+
+
+def _opener(schema: object) -> str:
+    """The first character every value of `schema` starts with, if the converter's rule for it
+    fixes one (strings, enums of strings, arrays, objects)."""
+    if not isinstance(schema, dict) or any(
+        key in schema for key in ("$ref", "allOf", "anyOf", "oneOf", "const")
+    ):
+        return ""
+    if "enum" in schema:
+        values = schema["enum"]
+        fixed = isinstance(values, list) and values and all(isinstance(v, str) for v in values)
+        return '"' if fixed else ""
+    return {"string": '"', "array": "[", "object": "{"}.get(str(schema.get("type")), "")
+
+
+def _required_keys(schema: dict[str, Any]) -> tuple[str, ...]:
+    """The keys the grammar must emit first, in its order (llama.cpp's converter: properties'
+    order, required ones first); none where the converter builds the object another way."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict) or not _plain(schema):
+        return ()
+    required = schema.get("required") or ()
+    return tuple(key for key in properties if key in required)
+
+
+def _key_text(tool: _Tool, key: str) -> str:
+    """A parameter's key as inserted, with the colon and how its value must start."""
+    return f"{json.dumps(key, ensure_ascii=False)}: {tool.openers.get(key, '')}"
+
+
+class CallJumpForward:
+    """Follows a tool-call object as it is generated and tells what the grammar forces next.
+
+    `at_start`: the output must be a call object (tool_choice required), so its opening is
+    forced before anything is generated; otherwise the opening is forced once the output starts
+    with `{` (an answer cannot, see json_mode).
+    """
+
+    __slots__ = (
+        "_anchor",
+        "_canonical",
+        "_depth",
+        "_escaped",
+        "_in_string",
+        "_key",
+        "_keys",
+        "_last_optional",
+        "_name",
+        "_string",
+        "_text",
+        "_tools",
+        "done",
+    )
+
+    def __init__(self, tools: Sequence[ToolDefinition], *, at_start: bool) -> None:
+        self._tools = {tool.name: _tool(tool) for tool in tools}
+        self._text = ""
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+        self._string: list[str] | None = None  # the name being written (None: not a name)
+        self._key: list[str] | None = None  # the parameter key being written
+        self._name: _Tool | None = None  # the tool of the call being written
+        self._keys = 0  # keys written in the current arguments object
+        self._last_optional = -1  # index of its last optional key written
+        # The text expected from `_anchor` on (spaces optional), or None while the model chooses.
+        self._anchor = 0
+        self._canonical: str | None = _OPENING if at_start else None
+        self.done = False
+        """True once the call object is closed: nothing but the end of generation follows."""
+
+    def feed(self, text: str) -> None:
+        """Take the next piece of generated (or inserted) text."""
+        start = len(self._text)
+        self._text += text
+        for index in range(start, len(self._text)):
+            self._step(self._text[index], index)
+
+    def forced(self) -> str:
+        """The text to insert now ("" when the model has a choice to make)."""
+        if self.done:
+            return ""
+        if self._string is not None:
+            return self._name_rest()
+        rest = ""
+        if self._canonical is not None:
+            rest = _remaining(self._canonical, self._text[self._anchor :])
+        if not rest and self._key is not None:
+            rest = self._key_rest()
+        return rest
+
+    def _expect(self, canonical: str, after: int) -> None:
+        self._canonical = canonical
+        self._anchor = after
+
+    def _name_rest(self) -> str:
+        """The rest of the name being written when only one offered name fits its prefix."""
+        assert self._string is not None
+        prefix = "".join(self._string)
+        fits = [name for name in self._tools if name.startswith(prefix)]
+        if len(fits) != 1:
+            return ""
+        return fits[0][len(prefix) :] + '"'
+
+    def _key_rest(self) -> str:
+        """The rest of an optional parameter's key when only one allowed key fits its prefix
+        (the grammar takes optional keys in schema order, each at most once)."""
+        assert self._key is not None
+        if self._name is None:
+            return ""
+        prefix = "".join(self._key)
+        allowed = self._name.optional[self._last_optional + 1 :]
+        fits = [key for key in allowed if key.startswith(prefix)]
+        if len(fits) != 1:
+            return ""
+        return fits[0][len(prefix) :] + '"'
+
+    def _step(self, char: str, index: int) -> None:
+        if self._in_string:
+            self._string_char(char, index)
+            return
+        if char == '"':
+            self._in_string = True
+            # The call's name value: the string after `"name":` in a call object.
+            if self._depth == _CALL and self._name is None and self._after_colon(index):
+                self._string = []
+            elif self._depth == _ARGUMENTS and self._text[:index].rstrip()[-1:] in ("{", ","):
+                self._key = []
+            return
+        if char in "{[":
+            self._depth += 1
+            if self._depth == 1 and self._canonical is None:
+                self._expect(_OPENING, index)
+            if self._depth == _ARGUMENTS:
+                self._keys = 0
+                self._last_optional = -1
+            return
+        if char in "}]":
+            self._depth -= 1
+            if self._depth == _LIST:
+                self._name = None  # a call ended
+            elif self._depth == 1 and char == "]":
+                self._expect("}", index + 1)
+            elif self._depth == 0:
+                self.done = True
+            return
+        if char == ",":
+            if self._depth == _LIST:
+                self._expect(_NEXT_CALL, index)
+            elif self._depth == _ARGUMENTS and self._name is not None:
+                self._keys += 1
+                required = self._name.required
+                if self._keys < len(required):
+                    self._expect(", " + _key_text(self._name, required[self._keys]), index)
+
+    def _string_char(self, char: str, index: int) -> None:
+        if self._escaped:
+            self._escaped = False
+        elif char == "\\":
+            self._escaped = True
+        elif char == '"':
+            self._in_string = False
+            if self._string is not None:
+                self._name = self._tools.get("".join(self._string))
+                self._string = None
+                if self._name is not None:
+                    after = ', "arguments": {'
+                    if self._name.required:
+                        after += _key_text(self._name, self._name.required[0])
+                    self._expect(after, index + 1)
+            elif self._key is not None:
+                key, self._key = "".join(self._key), None
+                if self._name is not None and key in self._name.openers:
+                    self._expect(": " + self._name.openers[key], index + 1)
+                    if key in self._name.optional:
+                        self._last_optional = self._name.optional.index(key)
+            return
+        if self._string is not None and not self._escaped:
+            self._string.append(char)
+        elif self._key is not None and not self._escaped:
+            self._key.append(char)
+
+    def _after_colon(self, index: int) -> bool:
+        """Whether the string opening at `index` is a value (follows a `:`)."""
+        before = self._text[:index].rstrip()
+        return before.endswith(":") and before[:-1].rstrip().endswith('"name"')
+
+
+def _remaining(canonical: str, written: str) -> str:
+    """What is left of `canonical` after `written`, matching spaces loosely (the grammar's
+    optional spaces); "" if `written` went another way."""
+    position = 0
+    for char in written:
+        if position < len(canonical) and canonical[position] == char:
+            position += 1
+        elif char == " ":
+            continue  # a space the grammar allowed where the canonical text has none
+        elif position < len(canonical) and canonical[position] == " ":
+            position += 1
+            if position < len(canonical) and canonical[position] == char:
+                position += 1
+            else:
+                return ""
+        else:
+            return ""
+    return canonical[position:]

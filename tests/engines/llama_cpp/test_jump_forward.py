@@ -1,0 +1,204 @@
+"""Jump-forward for JSON-mode calls: what is inserted, and that it only ever inserts what a
+valid call object continues with."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import agentkit as ak
+from agentkit.engines.base import ToolDefinition
+from agentkit.engines.llama_cpp.engine import LlamaCppEngine
+from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
+
+LOOKUP = ToolDefinition(
+    "lookup",
+    "Look a word up.",
+    {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]},
+)
+MATH_ADD = ToolDefinition(
+    "math_add",
+    "Add two numbers.",
+    {
+        "type": "object",
+        "properties": {
+            "a": {"type": "number"},
+            "unit": {"type": "string", "enum": ["m", "km"]},
+            "b": {"type": "number"},
+            "units_extra": {"type": "array", "items": {"type": "string"}},
+            "round": {"type": "boolean"},
+        },
+        "required": ["b", "a"],  # the grammar takes them in properties' order: a, then b
+    },
+)
+MATH_MUL = ToolDefinition(
+    "math_mul",
+    "Multiply.",
+    {"type": "object", "properties": {"x": {"type": "integer"}}},
+)
+FREE = ToolDefinition("free", "Anything.", {"type": "object"})
+
+
+def _feed_all(jump: CallJumpForward, text: str) -> None:
+    for char in text:
+        jump.feed(char)
+
+
+def _insert(jump: CallJumpForward) -> str:
+    """Insert forced text until the model has a choice, as the worker does."""
+    inserted = ""
+    while forced := jump.forced():
+        jump.feed(forced)
+        inserted += forced
+    return inserted
+
+
+def test_a_required_call_with_one_tool_is_forced_up_to_the_first_value() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=True)
+    forced = jump.forced()
+    assert forced == '{"tool_calls": [{"name": "'
+    jump.feed(forced)
+    assert jump.forced() == 'lookup"'  # the only name
+    jump.feed('lookup"')
+    assert jump.forced() == ', "arguments": {"word": "'  # a string value opens with a quote
+    jump.feed(', "arguments": {"word": "')
+    assert jump.forced() == ""  # the value is the model's
+
+
+def test_nothing_is_forced_before_an_auto_round_opens_a_call() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=False)
+    assert jump.forced() == ""
+    jump.feed("{")
+    assert jump.forced() == '"tool_calls": [{"name": "'
+
+
+def test_a_name_is_completed_only_once_its_prefix_fits_one_tool() -> None:
+    jump = CallJumpForward([MATH_ADD, MATH_MUL], at_start=True)
+    jump.feed(jump.forced())
+    assert jump.forced() == ""
+    jump.feed("math_")
+    assert jump.forced() == ""
+    jump.feed("m")
+    assert jump.forced() == 'ul"'
+    jump.feed('ul"')
+    assert jump.forced() == ', "arguments": {'  # no required parameter: the model chooses
+
+
+def test_required_keys_come_in_schema_order_and_optional_ones_when_unambiguous() -> None:
+    jump = CallJumpForward([MATH_ADD], at_start=True)
+    _feed_all(jump, '{"tool_calls": [{"name": "math_add"')
+    assert jump.forced() == ', "arguments": {"a": '  # a number: nothing more is fixed
+    jump.feed(', "arguments": {"a": 1')
+    assert jump.forced() == ""  # more digits, or the end of the number
+    jump.feed(",")
+    assert jump.forced() == ' "b": '
+    jump.feed(' "b": 2, "u')
+    assert jump.forced() == ""  # "unit" or "units_extra"
+    jump.feed("nits")
+    assert _insert(jump) == '_extra": ['
+    jump.feed('"x"], "')
+    assert _insert(jump) == 'round": '  # "unit" is behind: the grammar keeps schema order
+
+
+def test_the_list_close_is_the_model_s_and_the_object_close_is_forced() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=True)
+    _feed_all(jump, '{"tool_calls": [{"name": "lookup", "arguments": {"word": "a"}}')
+    assert jump.forced() == ""
+    jump.feed(",")
+    assert jump.forced() == ' {"name": "'
+    _feed_all(jump, ' {"name": "lookup", "arguments": {"word": "b"}}]')
+    assert not jump.done
+    assert jump.forced() == "}"
+    jump.feed("}")
+    assert jump.done
+    assert jump.forced() == ""
+
+
+def test_spaces_the_grammar_allows_elsewhere_do_not_stop_forcing() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=False)
+    jump.feed('{ "tool_calls" :')
+    assert jump.forced() == ' [{"name": "'
+    jump.feed(' [{"name":"lookup",')
+    assert jump.forced() == ' "arguments": {"word": "'
+
+
+def test_text_that_went_another_way_forces_nothing() -> None:
+    jump = CallJumpForward([FREE], at_start=True)
+    _feed_all(jump, '{"tool_calls": [{"name": "free", "arguments": {"k": ')
+    assert jump.forced() == ""  # no schema for the keys: nothing to insert
+
+
+CALLS: list[tuple[list[ToolDefinition], list[dict[str, Any]]]] = [
+    ([LOOKUP], [{"name": "lookup", "arguments": {"word": 'say "hi", {ok}'}}]),
+    (
+        [MATH_ADD, MATH_MUL],
+        [
+            {"name": "math_mul", "arguments": {}},
+            {"name": "math_add", "arguments": {"a": 1.5, "b": -2}},
+            {
+                "name": "math_add",
+                "arguments": {"a": 1, "b": 2, "unit": "km", "units_extra": ["a,b"]},
+            },
+            {"name": "math_add", "arguments": {"a": 1, "b": 2, "round": True}},
+        ],
+    ),
+    ([FREE, LOOKUP], [{"name": "free", "arguments": {"nested": {"name": "lookup"}}}]),
+]
+
+
+@pytest.mark.parametrize(("tools", "calls"), CALLS)
+@pytest.mark.parametrize("spaced", [True, False])
+def test_forced_text_is_always_how_a_valid_call_object_goes_on(
+    tools: list[ToolDefinition], calls: list[dict[str, Any]], spaced: bool
+) -> None:
+    separators = (", ", ": ") if spaced else (",", ":")
+    text = json.dumps({"tool_calls": calls}, separators=separators)
+    jump = CallJumpForward(tools, at_start=True)
+    position = 0
+    inserted = 0
+    while position < len(text):
+        forced = jump.forced()
+        rest = text[position:]
+        if forced and (spaced or " " not in forced):
+            # The canonical spacing: spaced text must go on exactly as forced.
+            assert rest.startswith(forced), (text[:position], forced)
+            jump.feed(forced)
+            position += len(forced)
+            inserted += len(forced)
+            continue
+        if forced:
+            assert rest.startswith(forced.replace(" ", "")[:1])
+        jump.feed(text[position])
+        position += 1
+    assert jump.done
+    assert inserted > 0 if spaced else True
+
+
+# -- the real engine --------------------------------------------------------------------------
+
+
+def lookup(word: str) -> str:
+    """Look a word up."""
+    return f"{word}: a word."
+
+
+def test_the_engine_inserts_what_the_grammar_fixes_and_the_call_is_valid(
+    client: ak.Client, model: ak.LLM
+) -> None:
+    engine = client.async_client.engine
+    assert isinstance(engine, LlamaCppEngine)
+    worker = engine._instance(model.identifier)
+    config = {"temperature": 0, "seed": 7, "max_tokens": 40, "tool_choice": "required"}
+    before = worker.stats.forced_tokens
+    result = model.act("What does 'apple' mean?", [lookup], config=config, max_prediction_rounds=2)
+    forced = worker.stats.forced_tokens - before
+    record = result.round_records[0]
+    assert [call.call.name for call in record.tool_calls] == ["lookup"]
+    arguments = record.tool_calls[0].call.arguments
+    assert isinstance(arguments, dict) and isinstance(arguments["word"], str)
+    opening = '{"tool_calls": [{"name": "lookup", "arguments": {"word": "'
+    assert forced >= len(worker.llama.tokenize(opening.encode(), add_bos=False))
+    # The model still wrote the value and chose where the list ends.
+    assert record.prediction.usage.completion_tokens > forced
