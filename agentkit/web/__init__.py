@@ -1,0 +1,21 @@
+"""Web backends for the Agent runtime: AG-UI events over Server-Sent Events, admission limits.
+
+Needs the `web` extra (`pip install agentkit[web]`): the AG-UI protocol package.
+"""
+
+from agentkit.web.agui import APPROVAL_RESPONSE_SCHEMA, AGUIMapper, agui_events, agui_sse
+from agentkit.web.agui_input import history_messages, resume_decisions
+from agentkit.web.limits import LimitExceeded, ModelQueue, RunSlot, UserLimits
+
+__all__ = [
+    "APPROVAL_RESPONSE_SCHEMA",
+    "AGUIMapper",
+    "LimitExceeded",
+    "ModelQueue",
+    "RunSlot",
+    "UserLimits",
+    "agui_events",
+    "agui_sse",
+    "history_messages",
+    "resume_decisions",
+]

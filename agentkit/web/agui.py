@@ -1,0 +1,274 @@
+"""Agent events as AG-UI 1.0 events (https://docs.ag-ui.com), ready for Server-Sent Events.
+
+`AGUIMapper` turns the events of one `agent.stream()` / `agent.stream_resume()` run into AG-UI
+events: RUN_STARTED; per round a TEXT_MESSAGE_START/CONTENT/END (and REASONING_* for reasoning);
+TOOL_CALL_START/ARGS/END per call and TOOL_CALL_RESULT per result; then RUN_FINISHED or
+RUN_ERROR. A pause for approval is AG-UI's interrupt: RUN_FINISHED with
+`outcome={"type": "interrupt", "interrupts": [...]}`, one interrupt per waiting call (its id is
+the call's id, `reason="tool_approval"`); the client answers with resume entries
+(`agentkit.web.resume_decisions`) on a new run.
+
+`agui_events` and `agui_sse` wrap an event stream; the SSE strings come from the protocol
+package's own encoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any, TypeVar
+
+from ag_ui.core import (
+    BaseEvent,
+    Interrupt,
+    ReasoningEndEvent,
+    ReasoningMessageContentEvent,
+    ReasoningMessageEndEvent,
+    ReasoningMessageStartEvent,
+    ReasoningStartEvent,
+    RunErrorEvent,
+    RunFinishedEvent,
+    RunFinishedInterruptOutcome,
+    RunFinishedSuccessOutcome,
+    RunStartedEvent,
+    TextMessageContentEvent,
+    TextMessageEndEvent,
+    TextMessageStartEvent,
+    ToolCallArgsEvent,
+    ToolCallEndEvent,
+    ToolCallResultEvent,
+    ToolCallStartEvent,
+)
+from ag_ui.encoder import EventEncoder
+
+from agentkit.agent_events import (
+    AgentEvent,
+    ApprovalRequested,
+    ReasoningDelta,
+    RoundFinished,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolCallStarted,
+    ToolResult,
+)
+from agentkit.errors import AgentkitError
+from agentkit.messages import ToolCall
+
+T = TypeVar("T")
+
+__all__ = ["APPROVAL_RESPONSE_SCHEMA", "AGUIMapper", "agui_events", "agui_sse", "error_code"]
+
+APPROVAL_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "approved": {"type": "boolean"},
+        "arguments": {"type": "object", "description": "replaces the model's arguments"},
+        "reason": {"type": "string", "description": "why it was denied; the model reads it"},
+    },
+    "required": ["approved"],
+    "additionalProperties": False,
+}
+"""The payload a resolved approval interrupt takes (sent as `Interrupt.response_schema`)."""
+
+
+def error_code(error: BaseException) -> str:
+    """A machine-readable code for RUN_ERROR: the agentkit error's class name."""
+    return type(error).__name__ if isinstance(error, AgentkitError) else "InternalError"
+
+
+def _arguments_text(call: ToolCall) -> str:
+    return call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+
+
+class AGUIMapper:
+    """Maps the events of one run to AG-UI events; one mapper per run.
+
+    Args:
+        thread_id: the AG-UI thread (default: the session id of `RunStarted`). A web app whose
+            public session ids differ from its store's passes the public one.
+        run_id: the AG-UI run id (default: a fresh random id).
+        expose_errors: put the text of non-agentkit errors in RUN_ERROR (default: only an
+            agentkit error's text is shown; anything else reads "internal error", so server
+            internals do not reach the browser).
+    """
+
+    def __init__(
+        self,
+        *,
+        thread_id: str | None = None,
+        run_id: str | None = None,
+        expose_errors: bool = False,
+    ) -> None:
+        self.thread_id = thread_id
+        self.run_id = run_id or uuid.uuid4().hex
+        self.expose_errors = expose_errors
+        self._text: str | None = None  # the open text message's id
+        self._reasoning: str | None = None  # the open reasoning message's id
+        self._round = 0
+
+    def map(self, event: AgentEvent) -> list[BaseEvent]:
+        """The AG-UI events for one agent event, in order (none for some)."""
+        if isinstance(event, RunStarted):
+            if self.thread_id is None:
+                self.thread_id = event.session_id
+            return [RunStartedEvent(thread_id=self.thread_id, run_id=self.run_id)]
+        if isinstance(event, TextDelta):
+            return [*self._close_reasoning(), *self._text_delta(event.text, event.round)]
+        if isinstance(event, ReasoningDelta):
+            return [*self._close_text(), *self._reasoning_delta(event.text, event.round)]
+        if isinstance(event, ToolCallStarted):
+            if event.round < 0:
+                return []  # a resumed call: announced by the run that paused for it
+            return self._tool_call(event.call, event.round)
+        if isinstance(event, ToolResult):
+            message = event.message
+            return [
+                *self._close(),
+                ToolCallResultEvent(
+                    message_id=f"{self.run_id}-result-{message.tool_call_id}",
+                    tool_call_id=message.tool_call_id,
+                    content=message.content,
+                    role="tool",
+                ),
+            ]
+        if isinstance(event, RoundFinished):
+            self._round = event.round + 1
+            return self._close()
+        if isinstance(event, ApprovalRequested):
+            announced: list[BaseEvent] = []
+            for call in event.calls:
+                announced += self._tool_call(call, self._round)
+            return announced
+        if isinstance(event, RunFinished):
+            return [*self._close(), self._finished(event)]
+        if isinstance(event, RunFailed):
+            error = event.error
+            shown = isinstance(error, AgentkitError) or self.expose_errors
+            return [
+                *self._close(),
+                RunErrorEvent(
+                    message=str(error) if shown else "internal error", code=error_code(error)
+                ),
+            ]
+        raise TypeError(f"not an agent event: {event!r}")  # pragma: no cover
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    def _message_id(self, kind: str, round_index: int) -> str:
+        return f"{self.run_id}-{kind}-{round_index}"
+
+    def _text_delta(self, text: str, round_index: int) -> list[BaseEvent]:
+        events: list[BaseEvent] = []
+        if self._text is None:
+            self._text = self._message_id("text", round_index)
+            events.append(TextMessageStartEvent(message_id=self._text, role="assistant"))
+        events.append(TextMessageContentEvent(message_id=self._text, delta=text))
+        return events
+
+    def _reasoning_delta(self, text: str, round_index: int) -> list[BaseEvent]:
+        events: list[BaseEvent] = []
+        if self._reasoning is None:
+            self._reasoning = self._message_id("reasoning", round_index)
+            events += [
+                ReasoningStartEvent(message_id=self._reasoning),
+                ReasoningMessageStartEvent(message_id=self._reasoning),
+            ]
+        events.append(ReasoningMessageContentEvent(message_id=self._reasoning, delta=text))
+        return events
+
+    def _tool_call(self, call: ToolCall, round_index: int) -> list[BaseEvent]:
+        parent = self._message_id("text", round_index)
+        return [
+            *self._close(),
+            ToolCallStartEvent(
+                tool_call_id=call.id, tool_call_name=call.name, parent_message_id=parent
+            ),
+            ToolCallArgsEvent(tool_call_id=call.id, delta=_arguments_text(call)),
+            ToolCallEndEvent(tool_call_id=call.id),
+        ]
+
+    def _close_text(self) -> list[BaseEvent]:
+        if self._text is None:
+            return []
+        message_id, self._text = self._text, None
+        return [TextMessageEndEvent(message_id=message_id)]
+
+    def _close_reasoning(self) -> list[BaseEvent]:
+        if self._reasoning is None:
+            return []
+        message_id, self._reasoning = self._reasoning, None
+        return [
+            ReasoningMessageEndEvent(message_id=message_id),
+            ReasoningEndEvent(message_id=message_id),
+        ]
+
+    def _close(self) -> list[BaseEvent]:
+        return [*self._close_reasoning(), *self._close_text()]
+
+    def _finished(self, event: RunFinished) -> RunFinishedEvent:
+        assert self.thread_id is not None, "RUN_FINISHED before RUN_STARTED"
+        result = event.result
+        if result.pending_approvals:
+            interrupts = [
+                Interrupt(
+                    id=call.id,
+                    reason="tool_approval",
+                    message=f"Approve the call to {call.name}?",
+                    tool_call_id=call.id,
+                    response_schema=APPROVAL_RESPONSE_SCHEMA,
+                )
+                for call in result.pending_approvals
+            ]
+            return RunFinishedEvent(
+                thread_id=self.thread_id,
+                run_id=self.run_id,
+                outcome=RunFinishedInterruptOutcome(interrupts=interrupts),
+            )
+        return RunFinishedEvent(
+            thread_id=self.thread_id,
+            run_id=self.run_id,
+            result={
+                "text": result.final.text if result.final is not None else None,
+                "stopReason": result.stop_reason,
+                "rounds": result.rounds,
+            },
+            outcome=RunFinishedSuccessOutcome(),
+        )
+
+
+async def agui_events(
+    events: AsyncIterable[AgentEvent], mapper: AGUIMapper | None = None
+) -> AsyncIterator[BaseEvent]:
+    """AG-UI events for an agent event stream (`agent.stream(...)`)."""
+    mapper = mapper or AGUIMapper()
+    async with _closing(events):  # leaving early closes the agent's stream: cancels the run
+        async for event in events:
+            for mapped in mapper.map(event):
+                yield mapped
+
+
+async def agui_sse(
+    events: AsyncIterable[AgentEvent], mapper: AGUIMapper | None = None
+) -> AsyncIterator[str]:
+    """The same as Server-Sent Events (`data: {json}` blocks), from AG-UI's own encoder.
+
+    Closing this iterator closes `events`, which cancels the agent's run between whole rounds.
+    """
+    encoder = EventEncoder()
+    async with _closing(agui_events(events, mapper)) as mapped:
+        async for event in mapped:
+            yield encoder.encode(event)
+
+
+@contextlib.asynccontextmanager
+async def _closing(iterable: AsyncIterable[T]) -> AsyncIterator[AsyncIterable[T]]:
+    try:
+        yield iterable
+    finally:
+        close = getattr(iterable, "aclose", None)
+        if close is not None:
+            await close()
