@@ -23,6 +23,7 @@ client: which calls wait is read from the store.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -185,15 +186,22 @@ class AsyncAgent:
         """
         check_session_id(session_id)
         _user_message(message)
-        async for event in self._events(self.act, session_id, message, options):
-            yield event
+        # closed here, in the consumer's task: left to the garbage collector, the inner
+        # generator would be finalised in another task, outside its task group's cancel scope
+        async with contextlib.aclosing(self._events(self.act, session_id, message, options)) as run:
+            async for event in run:
+                yield event
 
     async def stream_resume(
         self, session_id: str, decisions: Iterable[Decision], **options: Any
     ) -> AsyncIterator[AgentEvent]:
         """`resume` as an async iterator of events (see `stream`)."""
-        async for event in self._events(self.resume, session_id, list(decisions), options):
-            yield event
+        decided = list(decisions)
+        async with contextlib.aclosing(
+            self._events(self.resume, session_id, decided, options)
+        ) as run:
+            async for event in run:
+                yield event
 
     async def history(self, session_id: str) -> tuple[Message, ...]:
         """The session's stored messages (none for an unknown session)."""
@@ -217,14 +225,18 @@ class AsyncAgent:
                 except Exception as error:
                     await send.send(RunFailed(error))
 
-        async with anyio.create_task_group() as group:
+        # Not `async with` around the yield: a consumer that closes the iterator throws
+        # GeneratorExit there, which a task group would report as a failure of its own.
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        try:
             group.start_soon(produce)
-            try:
-                async with receive:
-                    async for event in receive:
-                        yield event
-            finally:
-                group.cancel_scope.cancel()
+            async with receive:
+                async for event in receive:
+                    yield event
+        finally:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
 
     def _session(self, session_id: str) -> _SessionGuard:
         return _SessionGuard(self._locks, session_id)

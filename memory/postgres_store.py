@@ -317,11 +317,21 @@ class PostgresStore(AsyncStore):
             await asyncio.to_thread(self._close_portal, portal)
 
     def close(self) -> None:
-        """Close the blocking API's pool and loop (pools of other loops close with aclose)."""
+        """Close every pool: the blocking API's, and those of event loops that are idle or
+        closed (a running loop's pool is closed on that loop, without waiting)."""
         self._closed = True
         portal, self._portal = self._portal, None
         if portal is not None:
             self._close_portal(portal)
+        pools, self._pools = self._pools, {}
+        for loop, opening in pools.items():
+            if loop.is_closed():
+                continue
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(_close_pool(opening), loop)
+                continue
+            with contextlib.suppress(RuntimeError):  # another thread began to run it
+                loop.run_until_complete(_close_pool(opening))
 
     def _close_portal(self, portal: Portal) -> None:
         async def close_own() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from agentkit.errors import (
     SessionConflict,
     SessionNotFoundError,
 )
-from agentkit.memory import InMemoryStore, SessionStore, SQLiteStore
+from agentkit.memory import InMemoryStore, PostgresStore, SessionStore, SQLiteStore
 from agentkit.messages import AssistantMessage, Message, ToolResultMessage, UserMessage
 from agentkit.testing import AsyncScriptedModel, ScriptedModel, ToolCall
 
@@ -72,9 +73,14 @@ def whole_rounds(messages: tuple[Message, ...]) -> bool:
     return True
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> SessionStore:
-    return InMemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
+    if request.param == "postgres":
+        made: SessionStore = PostgresStore(request.getfixturevalue("postgres_dsn"))
+    else:
+        made = InMemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    yield made
+    made.close()
 
 
 def test_act_persists_the_user_message_and_each_round(store: SessionStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -127,3 +128,25 @@ def test_an_unreachable_postgres_is_a_typed_error_in_bounded_time() -> None:
         store.load("s")
     assert time.monotonic() - started < 30
     store.close()
+
+
+def test_close_releases_the_connections_of_every_loop(postgres_dsn: str) -> None:
+    def connections() -> int:
+        with psycopg.connect(postgres_dsn) as probe:
+            row = probe.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    store = PostgresStore(postgres_dsn, min_size=1)
+    loop = asyncio.new_event_loop()  # another loop, idle when the store closes (a sync client's)
+    try:
+        loop.run_until_complete(store.aload("s", missing_ok=True))
+        store.load("s", missing_ok=True)
+        assert connections() == 2  # one pool per loop
+        store.close()
+        assert connections() == 0
+    finally:
+        loop.close()
