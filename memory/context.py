@@ -66,23 +66,19 @@ class Block:
 def split_blocks(history: Sequence[Message]) -> list[Block]:
     """The history as blocks; blocks with a system message are pinned."""
     blocks: list[Block] = []
-    current: list[Message] = []
-    in_call = False
-    for message in history:
-        if in_call and isinstance(message, ToolResultMessage):
-            current.append(message)
-            continue
-        if current:
-            blocks.append(_block(current))
-        current = [message]
-        in_call = isinstance(message, AssistantMessage) and bool(message.tool_calls)
-    if current:
-        blocks.append(_block(current))
+    index, end = 0, len(history)
+    while index < end:
+        message = history[index]
+        if isinstance(message, AssistantMessage) and message.tool_calls:
+            stop = index + 1
+            while stop < end and isinstance(history[stop], ToolResultMessage):
+                stop += 1
+            blocks.append(Block(tuple(history[index:stop])))
+            index = stop
+        else:
+            blocks.append(Block((message,), isinstance(message, SystemMessage)))
+            index += 1
     return blocks
-
-
-def _block(messages: list[Message]) -> Block:
-    return Block(tuple(messages), isinstance(messages[0], SystemMessage))
 
 
 def flatten(blocks: Sequence[Block]) -> list[Message]:
@@ -157,7 +153,9 @@ class Pin(ContextPolicy):
     async def fit(self, blocks: Sequence[Block], model: ContextModel) -> Sequence[Block]:
         last_user = -1
         if self.last_user:
-            last_user = max((i for i, b in enumerate(blocks) if b.starts_turn), default=-1)
+            last_user = next(
+                (i for i in range(len(blocks) - 1, -1, -1) if blocks[i].starts_turn), -1
+            )
         pinned: list[Block] = []
         position = 0
         for index, block in enumerate(blocks):
@@ -264,9 +262,9 @@ async def block_sizes(
     sizes: list[int] = []
     position = 0
     for block in blocks:
-        end = position + len(block.messages)
-        sizes.append(sum(counts[position:end]))
-        position = end
+        length = len(block.messages)
+        sizes.append(counts[position] if length == 1 else sum(counts[position : position + length]))
+        position += length
     return sizes
 
 
@@ -311,9 +309,8 @@ class ElideToolResults(ContextPolicy):
             calls_seen += 1
             if calls_seen <= self.keep_last or block.pinned:
                 continue
-            messages = tuple(self.elide(m) for m in block.messages)
-            if any(new is not old for new, old in zip(messages, block.messages, strict=True)):
-                output[index] = Block(messages, block.pinned)
+            if any(len(m.content) > self.max_chars for m in block.messages[1:]):
+                output[index] = Block(tuple(map(self.elide, block.messages)), block.pinned)
         return output
 
     def elide(self, message: Message) -> Message:
