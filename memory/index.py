@@ -78,6 +78,15 @@ MAX_QUERY_TERMS = 64
 MAX_CANDIDATES = 4_096
 """sqlite-vec's largest k."""
 
+_STOP_WORDS = (
+    "a about after all also an and any are as at be been but by can could do does did for from "
+    "had has have he her his how i if in into is it its just me my no not of on or our she so "
+    "than that the their them then there these they this those to too up us was we were what "
+    "when where which while who whom why will with would you your"
+)
+STOP_WORDS = frozenset(_STOP_WORDS.split())
+"""Words the keyword ranking skips (the vector ranking still reads the whole query)."""
+
 _TERM = re.compile(r"[^\W_]+")  # FTS5 (unicode61) splits words at "_" too
 
 
@@ -110,9 +119,12 @@ def keyword_query(text: str) -> str | None:
     """An FTS5 expression matching any of the words of `text`, each a quoted term.
 
     Quoting makes every word a plain term: AND, NEAR, `*`, `^`, column filters and quotes in
-    the user's text are never FTS5 syntax. None when the text has no words.
+    the user's text are never FTS5 syntax. English stop words are left out unless there is
+    nothing else (each matches most chunks, and ranking them all costs more than the rest of
+    the search). None when the text has no words.
     """
-    terms = list(dict.fromkeys(term.lower() for term in _TERM.findall(text)))
+    words = list(dict.fromkeys(term.lower() for term in _TERM.findall(text)))
+    terms = [word for word in words if word not in STOP_WORDS] or words
     if not terms:
         return None
     # \w+ never contains a double quote, so the quoting cannot be closed early.

@@ -54,6 +54,7 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RESERVED = frozenset({"id", "source"})
 """Filter keys that match the document's id and source rather than its metadata."""
 MAX_METADATA_BYTES = 64 * 1024
+MMAP_BYTES = 256 * 1024 * 1024
 
 _SCHEMA = (
     "CREATE TABLE agentkit_index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -246,6 +247,9 @@ class IndexDatabase:
                 if self.path != ":memory:":
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._db.execute("PRAGMA synchronous=NORMAL")
+                    # The vector scan reads every vector: mapped pages spare a copy of each
+                    # (10,000 x 576 floats: 11 -> 7 ms of CPU a search).
+                    self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
                 self._open()
         except BaseException:
             self._db.close()

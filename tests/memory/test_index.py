@@ -520,9 +520,12 @@ def test_reciprocal_rank_fusion() -> None:
 
 
 def test_keyword_query_quotes_every_word() -> None:
-    assert keyword_query('NEAR("a" b) AND c* ^d col:e') == (
-        '"near" OR "a" OR "b" OR "and" OR "c" OR "d" OR "col" OR "e"'
+    assert keyword_query('NEAR("x" b) AND c* ^d col:e') == (
+        '"near" OR "x" OR "b" OR "c" OR "d" OR "col" OR "e"'
     )
+    # Stop words are left out, unless there is nothing else.
+    assert keyword_query("How do I give a tool a timeout?") == '"give" OR "tool" OR "timeout"'
+    assert keyword_query("to be or not to be") == '"to" OR "be" OR "or" OR "not"'
     assert keyword_query("*** ()") is None
     # "_" splits words, as in FTS5's tokenizer: a quoted "a_b" would be the phrase "a b".
     assert (
