@@ -1,0 +1,287 @@
+"""A chat backend on the Agent runtime: FastAPI, AG-UI events over SSE, approvals, a web page.
+
+    python examples/web/webapp.py --token alice=alice-secret --token bob=bob-secret
+    # then open http://127.0.0.1:8000/ and sign in with a token
+
+Endpoints (every /api request carries `Authorization: Bearer <token>`):
+
+- `POST /api/sessions` creates a session for the caller: `201 {"id": ...}`.
+- `GET /api/sessions/{id}`: the history as AG-UI messages and the calls waiting for approval.
+- `POST /api/sessions/{id}/messages` `{"message": "..."}`: the run as AG-UI events (SSE).
+- `POST /api/sessions/{id}/resume` `{"resume": [ResumeEntry, ...]}`: decisions on the waiting
+  calls (AG-UI resume entries); the resumed run as AG-UI events (SSE).
+
+Outcomes: 401 without a valid token; 404 for a session id that was not created by the caller
+(unknown and foreign ids look the same: sessions are created only by `POST /api/sessions`);
+422 for a body that is not `{"message": <text>}`; 413 for a message over the size limit; 409
+for a message while calls wait for approval, a decision on a call that is not waiting, or a
+second resume of the same pause; 429 with Retry-After beyond the messages-per-minute or
+concurrent-runs limit of the user, or when the model's queue is full. A browser that
+disconnects mid-stream cancels the run between whole rounds: the store keeps each round
+committed before, never half of one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from ag_ui.core import ResumeEntry
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from owners import Owners
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
+
+import agentkit as ak
+from agentkit.agent import AsyncAgent
+from agentkit.agent_events import AgentEvent
+from agentkit.approval import checked_decisions, pending_calls
+from agentkit.errors import ApprovalError
+from agentkit.web import (
+    AGUIMapper,
+    LimitExceeded,
+    ModelQueue,
+    RunSlot,
+    UserLimits,
+    agui_sse,
+    approval_interrupts,
+    history_messages,
+    resume_decisions,
+)
+
+STATIC = Path(__file__).resolve().parent / "static"
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+@dataclass
+class WebConfig:
+    """The app's configuration: users by bearer token, limits, where owners are kept."""
+
+    tokens: Mapping[str, str]
+    """bearer token -> user id"""
+    owners_path: str | Path
+    limits: UserLimits = field(default_factory=UserLimits)
+    model_queue: ModelQueue = field(default_factory=lambda: ModelQueue(32))
+
+
+class NewMessage(BaseModel):
+    """`POST .../messages`: the text of the user's message, nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
+    message: StrictStr = Field(min_length=1)
+
+
+class Resume(BaseModel):
+    """`POST .../resume`: AG-UI resume entries, one per waiting call."""
+
+    model_config = ConfigDict(extra="forbid")
+    resume: list[ResumeEntry] = Field(min_length=1)
+
+
+class _SlotsResponse(EventSourceResponse):
+    """An SSE response that gives its run slots back however it ends (even never started)."""
+
+    def __init__(self, content: AsyncIterator[bytes], slots: list[RunSlot]) -> None:
+        super().__init__(content, ping=15, headers={"Cache-Control": "no-store"})
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for slot in self.slots:
+                slot.release()
+
+
+# -- authentication: the one dependency a real backend replaces ---------------------------------
+
+
+def current_user(request: Request) -> str:
+    """The user whose bearer token the request carries; 401 without a known one."""
+    tokens: Mapping[str, str] = request.app.state.config.tokens
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        for known, user in tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return user
+    raise HTTPException(
+        401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+User = Annotated[str, Depends(current_user)]
+
+
+def create_app(agent: AsyncAgent, config: WebConfig) -> FastAPI:
+    """The FastAPI app serving `agent` to the users of `config`."""
+    owners = Owners(config.owners_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        owners.close()
+
+    app = FastAPI(title="agentkit web example", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.config = config
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @app.exception_handler(LimitExceeded)
+    async def over_limit(request: Request, error: LimitExceeded) -> JSONResponse:
+        headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+        return JSONResponse({"detail": str(error)}, error.status_code, headers=headers)
+
+    def owned(user: str, session_id: str) -> str:
+        """The store's id of the caller's session; 404 for any other id."""
+        if not owners.owns(user, session_id):
+            raise HTTPException(404, "no such session")
+        return f"{user}/{session_id}"  # namespaced in the store too: no id is shared
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> FileResponse:
+        files = {"app.js": "text/javascript", "style.css": "text/css"}
+        if name not in files:
+            raise HTTPException(404, "not found")
+        return FileResponse(STATIC / name, media_type=files[name])
+
+    # -- API -----------------------------------------------------------------------------------
+
+    @app.post("/api/sessions", status_code=201)
+    async def create_session(user: User) -> dict[str, str]:
+        return {"id": owners.create(user)}
+
+    @app.get("/api/sessions")
+    async def list_sessions(user: User) -> dict[str, list[str]]:
+        return {"sessions": owners.sessions(user)}
+
+    @app.get("/api/sessions/{session_id}")
+    async def session(session_id: str, user: User) -> dict[str, Any]:
+        stored = await agent.history(owned(user, session_id))
+        waiting = pending_calls(stored)
+        return {
+            "threadId": session_id,
+            "messages": [
+                m.model_dump(mode="json", by_alias=True)
+                for m in history_messages(stored, id_prefix=f"{session_id}-")
+            ],
+            "interrupts": [
+                i.model_dump(mode="json", by_alias=True) for i in approval_interrupts(waiting)
+            ],
+        }
+
+    def admit(user: str) -> list[RunSlot]:
+        slots = [config.limits.start_run(user)]
+        try:
+            slots.append(config.model_queue.admit())
+        except LimitExceeded:
+            slots[0].release()
+            raise
+        return slots
+
+    def respond(events: AsyncIterator[AgentEvent], session_id: str, slots: list[RunSlot]) -> Any:
+        async def body() -> AsyncIterator[bytes]:
+            async for block in agui_sse(events, AGUIMapper(thread_id=session_id)):
+                yield block.encode()
+
+        return _SlotsResponse(body(), slots)
+
+    @app.post("/api/sessions/{session_id}/messages")
+    async def post_message(session_id: str, body: NewMessage, user: User) -> Any:
+        store_id = owned(user, session_id)
+        waiting = pending_calls(await agent.history(store_id))
+        if waiting:
+            waiting_ids = ", ".join(call.id for call in waiting)
+            raise HTTPException(409, f"calls wait for approval: {waiting_ids}")
+        config.limits.check_message(user, body.message)
+        slots = admit(user)
+        return respond(agent.stream(store_id, body.message), session_id, slots)
+
+    @app.post("/api/sessions/{session_id}/resume")
+    async def resume(session_id: str, body: Resume, user: User) -> Any:
+        store_id = owned(user, session_id)
+        try:
+            decisions = resume_decisions(body.resume)
+            # checked here too, so a bad decision is a 409 rather than an error in a stream;
+            # agent.resume checks again under the session's lock (a concurrent second resume
+            # ends its stream with RUN_ERROR ApprovalError)
+            waiting = pending_calls(await agent.history(store_id))
+            checked_decisions(waiting, decisions, agent.toolset)
+        except ApprovalError as error:
+            raise HTTPException(409, str(error)) from None
+        slots = admit(user)
+        return respond(agent.stream_resume(store_id, decisions), session_id, slots)
+
+    return app
+
+
+# -- running it on the local default model ----------------------------------------------------
+
+
+def lookup_order(order: str) -> str:
+    """Look up the status of an order by its id."""
+    return f"Order {order} shipped on Monday."
+
+
+@ak.tool(requires_approval=True)
+def refund_order(order: str, amount: float) -> str:
+    """Refund an amount of money on an order."""
+    return f"Refunded {amount:.2f} on order {order}."
+
+
+def main() -> None:
+    import anyio
+    import uvicorn
+
+    from agentkit.memory import SQLiteStore
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--token", action="append", default=[], metavar="USER=TOKEN")
+    parser.add_argument("--db", default="web_sessions.db")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    tokens = {token: user for user, _, token in (item.partition("=") for item in args.token)}
+    if not tokens or "" in tokens:
+        parser.error("give at least one --token USER=TOKEN")
+
+    async def serve() -> None:
+        async with ak.AsyncClient() as client:
+            model = await client.llm.model()
+            agent = AsyncAgent(
+                model,
+                tools=[lookup_order, refund_order],
+                instructions="You are a support agent. Use the tools; be brief.",
+                store=SQLiteStore(args.db),
+            )
+            app = create_app(agent, WebConfig(tokens, owners_path=args.db + ".owners"))
+            config = uvicorn.Config(app, host="127.0.0.1", port=args.port)
+            await uvicorn.Server(config).serve()
+
+    anyio.run(serve)
+
+
+if __name__ == "__main__":
+    main()
