@@ -24,7 +24,6 @@ from agentkit.config import PredictionConfig
 from agentkit.errors import ConfigurationError, StoreCorruptedError
 from agentkit.handles import LLM, AsyncLLM
 from agentkit.messages import (
-    AssistantMessage,
     Message,
     SystemMessage,
     ToolResultMessage,
@@ -52,11 +51,11 @@ METADATA_KEY = "agentkit.summary"
 SUMMARY_HEADING = "Summary of the earlier conversation:\n"
 
 DEFAULT_INSTRUCTIONS = (
-    "You keep a running summary of a conversation. Given the summary so far and the messages "
-    "that followed, write the new summary: the facts, names, numbers, decisions, tool results "
-    "and open questions a reader needs to continue the conversation. At most {words} words. "
-    "Reply with the summary only."
+    "You keep a running summary of a conversation: the facts, names, numbers, decisions, tool "
+    "results and open questions someone needs to continue it. Reply with the summary only."
 )
+
+CLOSING = "Write the new summary of everything above in at most {words} words."
 
 _MAX_QUOTED_CHARS = 2000
 """Longest message text quoted to the summary writer (a long tool result is cut)."""
@@ -172,7 +171,8 @@ class Summarize(ContextPolicy):
     previous one and the newly dropped messages. The summary is sent as a system message after
     the leading pinned messages, and is pinned; pinned messages are never summarised away.
     Place it before policies that drop messages: a summary covers leading messages of the
-    history it is given.
+    history it is given. `instructions` is the writer's system prompt; `config` its prediction
+    config (default: greedy, room for about `summary_words` words).
     """
 
     def __init__(
@@ -280,8 +280,8 @@ class Summarize(ContextPolicy):
             for message in block.messages
         ]
         request: list[Message] = [
-            SystemMessage(content=self.instructions.format(words=self.summary_words)),
-            UserMessage(content=_writer_prompt(previous, dropped)),
+            SystemMessage(content=self.instructions),
+            UserMessage(content=_writer_prompt(previous, dropped, self.summary_words)),
         ]
         text = (await self._respond(request)).strip()
         summary = Summary(
@@ -362,17 +362,18 @@ def _with_summary(blocks: Sequence[Block], starts: list[int], summary: Summary) 
     return output
 
 
-def _writer_prompt(previous: Summary | None, dropped: Sequence[Message]) -> str:
-    lines = [f"Summary so far:\n{previous.text if previous else '(none yet)'}", "", "Messages:"]
+def _writer_prompt(previous: Summary | None, dropped: Sequence[Message], words: int) -> str:
+    # Small models continue a transcript rather than follow an instruction before it: the
+    # instruction comes last.
+    lines = [f"Summary so far: {previous.text if previous else '(none yet)'}", "", "Then:"]
     for message in dropped:
         text = message.content if isinstance(message, ToolResultMessage) else message_text(message)
         if len(text) > _MAX_QUOTED_CHARS:
             text = text[:_MAX_QUOTED_CHARS] + " […]"
         if isinstance(message, ToolResultMessage):
-            who = f"tool {message.name}".rstrip()
-        elif isinstance(message, AssistantMessage):
-            who = "assistant"
+            who = f"Tool {message.name}".rstrip()
         else:
-            who = message.role
+            who = message.role.capitalize()
         lines.append(f"{who}: {text}")
+    lines += ["", CLOSING.format(words=words)]
     return "\n".join(lines)

@@ -68,8 +68,9 @@ def test_older_turns_become_a_summary_with_provenance() -> None:
     assert sent[2:] == history[-4:]  # the newest two turns, verbatim
     prompt = prompts(writer)[0]
     for i in range(3):
-        assert f"user: question {i}" in prompt and f"assistant: answer {i}" in prompt
+        assert f"User: question {i}" in prompt and f"Assistant: answer {i}" in prompt
     assert "question 3" not in prompt and "be brief" not in prompt  # kept / pinned
+    assert prompt.endswith("in at most 150 words.")
     stored = anyio.run(summaries.find, digest_chain(history))
     assert stored is not None
     assert (stored.text, stored.covered, stored.model) == ("summary one", 7, "scripted-model")
@@ -99,7 +100,7 @@ def test_summaries_grow_incrementally_and_are_not_recomputed() -> None:
     sent = run(policy, history)
     assert sent[0].content.endswith("second summary") and sent[1:] == history[-2:]
     second = prompts(writer)[1]
-    assert "Summary so far:\nfirst summary" in second
+    assert "Summary so far: first summary" in second
     assert "question 0" not in second and "question 2" not in second
     assert all(f"question {i}" in second for i in (3, 4, 5))
     assert "question 6" not in second
@@ -132,7 +133,7 @@ def test_tool_rounds_are_summarised_whole_and_never_split() -> None:
     sent = run(Summarize(writer, keep_turns=2, max_turns=2), history)
     assert sent == [SystemMessage(content=SUMMARY_HEADING + "calls summarised"), *history[4:]]
     prompt = prompts(writer)[0]
-    assert '"name": "weather"' in prompt and "tool weather: rain, 4 degrees" in prompt
+    assert '"name": "weather"' in prompt and "Tool weather: rain, 4 degrees" in prompt
     # With one turn kept, the cut falls at a user message again, never inside a call round.
     writer = AsyncScriptedModel(["two turns"])
     sent = run(Summarize(writer, keep_turns=1, max_turns=2), history)
@@ -209,7 +210,7 @@ def test_a_session_summary_is_shared_by_workers(store: Any) -> None:
     early = list(store.load("early").messages)
     sent = run(fresh.for_session(store, "early"), early)
     assert sent[1].content.endswith("new summary")
-    assert "Summary so far:\n(none yet)" in prompts(fresh_writer)[0]
+    assert "Summary so far: (none yet)" in prompts(fresh_writer)[0]
     assert store.load("early").metadata[METADATA_KEY]["covered"] == 3
 
 

@@ -11,10 +11,13 @@ from agentkit.memory import (
     ContextModel,
     ContextPolicy,
     ElideToolResults,
+    InMemoryStore,
     Pin,
+    Summarize,
     TokenBudget,
     TokenCounter,
 )
+from agentkit.memory.context_summary import METADATA_KEY
 from agentkit.memory.context_tokens import DEFAULT_MESSAGE_OVERHEAD, message_text
 from agentkit.messages import (
     AssistantMessage,
@@ -128,3 +131,24 @@ def test_elided_results_let_more_history_fit(model: ak.LLM) -> None:
     shortened = [m for m in elided if m.content.endswith("the first 200 shown]")]
     assert len(shortened) == 1 and shortened[0].tool_call_id == "call_8"  # type: ignore[union-attr]
     assert sum(tokens(model, m) for m in elided) <= 1000
+
+
+def test_the_model_summarises_its_own_history_inside_a_blocking_act(model: ak.LLM) -> None:
+    """The README's shape on the real engine: the writer is the blocking handle whose act() is
+    running (it must not deadlock), and the summary lands in the session's metadata."""
+    chat = ak.Chat("You are a helpful assistant.")
+    for fact in ["My name is Ada.", "I live in Oslo.", "My cat is called Pixel."]:
+        chat.add_user_message(fact)
+        chat.add_assistant_response("Noted.")
+    chat.add_user_message("What is my cat called?")
+    store = InMemoryStore()
+    store.append("s", chat.messages, expected_revision=0)
+    summarize = Summarize(model, keep_turns=1, max_turns=2, summary_words=20)
+    policy = (Pin(last_user=True) | summarize | TokenBudget(reply_tokens=16)).for_session(
+        store, "s"
+    )
+    result = model.act(chat, context=policy, config={"max_tokens": 16, "temperature": 0})
+    assert result.final is not None
+    stored = store.load("s").metadata[METADATA_KEY]
+    assert stored["covered"] == 5 and stored["model"] == model.model_key and stored["text"]
+    assert len(chat.messages) == 8  # the chat itself is untouched
