@@ -192,7 +192,7 @@ class Summarize(ContextPolicy):
             raise ConfigurationError(
                 f"the summary writer is an agentkit LLM handle, not {type(writer).__name__}"
             )
-        check_count("keep_turns", keep_turns, minimum=0)
+        check_count("keep_turns", keep_turns, minimum=1)
         check_count("max_turns", max_turns, minimum=1)
         if keep_turns > max_turns:
             raise ConfigurationError(
@@ -242,7 +242,7 @@ class Summarize(ContextPolicy):
             if start >= covered and block.starts_turn and not block.pinned
         ]
         if len(turns) > self.keep_turns and await self._over(blocks, starts, covered, model):
-            cut = turns[-self.keep_turns] if self.keep_turns else len(messages)
+            cut = turns[-self.keep_turns]
             fresh = await self.summaries.find(chain, refresh=True)
             if fresh is not None and fresh.covered >= cut:
                 summary = fresh  # another worker wrote it meanwhile

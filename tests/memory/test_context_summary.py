@@ -251,6 +251,7 @@ def test_summary_json_round_trip() -> None:
     [
         ({"keep_turns": 5, "max_turns": 4}, "keep_turns"),
         ({"max_turns": 0}, "max_turns"),
+        ({"keep_turns": 0}, "keep_turns"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"summary_words": 0}, "summary_words"),
     ],
