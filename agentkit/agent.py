@@ -26,7 +26,15 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,7 +223,7 @@ class AsyncAgent:
         session_id: str,
         argument: object,
         options: Mapping[str, Any],
-    ) -> AsyncIterator[AgentEvent]:
+    ) -> AsyncGenerator[AgentEvent, None]:
         send, receive = anyio.create_memory_object_stream[AgentEvent](max_buffer_size=256)
 
         async def produce() -> None:
