@@ -371,6 +371,38 @@ class MalformedToolCallError(InvalidToolRequest):
         self.reason = reason
 
 
+class MCPError(AgentkitError):
+    """Base of the problems with an MCP server connection or its configuration."""
+
+
+class MCPConfigError(MCPError, ConfigurationError):
+    """An MCP server's configuration (an mcp.json entry, a transport's options) is unusable."""
+
+
+class MCPConnectionError(MCPError):
+    """An MCP server could not be started or reached, did not initialise in time, or its
+    connection was lost again right after agentkit's one reconnect."""
+
+    def __init__(self, server: str, detail: str) -> None:
+        super().__init__(f"MCP server {server!r}: {detail}")
+        self.server = server
+        self.detail = detail
+
+
+class MCPToolError(ToolExecutionError):
+    """An MCP server answered a tool call with an error (a result flagged `isError` or a
+    JSON-RPC error): reported to the model, which may call again differently."""
+
+    def __init__(self, tool_name: str, server: str, detail: str, code: int | None = None) -> None:
+        from agentkit.untrusted import clip  # untrusted builds on this module
+
+        InvalidToolRequest.__init__(self, f"Tool {tool_name!r} failed: {clip(detail)}")
+        self.tool_name = tool_name
+        self.server = server
+        self.detail = detail
+        self.code = code
+
+
 MAX_PROBLEMS = 10
 """The most problems one error message for a model lists; the rest are counted."""
 
