@@ -69,6 +69,7 @@ from agentkit.errors import (
     SessionConflict,
 )
 from agentkit.handles import LLM, AsyncLLM
+from agentkit.memory.context import ContextPolicy
 from agentkit.memory.in_memory import InMemoryStore
 from agentkit.memory.sessions import SessionStore, check_session_id
 from agentkit.messages import Message, SystemMessage, ToolResultMessage, UserMessage
@@ -119,7 +120,7 @@ class AsyncAgent:
         tools: Iterable[ToolLike] | None = None,
         instructions: str | None = None,
         store: SessionStore | None = None,
-        context: Any = None,
+        context: ContextPolicy | None = None,
         approval: ApprovalPolicy | None = None,
         conflict_retries: int = 3,
         **act_options: Any,
@@ -313,12 +314,14 @@ class AsyncAgent:
                 if not needs_approval(call, toolset, policy):
                     await fire(on_event, ToolCallStarted(call, persist.round))
 
+        # A policy's state (a summary) lives in the session's metadata, for every worker.
+        context = None if self.context is None else self.context.for_session(self.store, session_id)
         with anyio.CancelScope() as scope:
             persist.scope = scope
             result = await self.model.act(
                 Chat.from_history(chat_messages),
                 self.tools,
-                context=self.context,
+                context=context,
                 approval=self.approval,
                 on_message=persist.on_message,
                 on_round_end=persist.on_round_end,

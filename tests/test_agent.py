@@ -326,3 +326,32 @@ def test_bad_input_is_refused(store: SessionStore) -> None:
     agent.act("s", "hi")
     with pytest.raises(ApprovalError, match="nothing is waiting"):
         agent.resume("s", [])
+
+
+def test_the_context_policy_trims_what_the_model_sees_and_keeps_summaries_in_the_store(
+    store: SessionStore,
+) -> None:
+    from agentkit.memory import KeepLastTurns, Summarize
+    from agentkit.memory.context_summary import METADATA_KEY
+
+    seen: list[list[str]] = []
+
+    def answer(chat: ak.Chat, index: int) -> str:
+        seen.append([m.content for m in chat if isinstance(m, UserMessage)])
+        return "ok"
+
+    trimmed = Agent(ScriptedModel(answer), store=store, context=KeepLastTurns(2))
+    for turn in range(4):
+        trimmed.act("t", f"q{turn}")
+    assert seen[-1] == ["q2", "q3"]  # the model saw the last two turns
+    assert len(store.load("t").messages) == 8  # the store keeps them all
+
+    writer = ScriptedModel(lambda chat, i: "SUMMARY of the early turns")
+    summarizing = Agent(
+        ScriptedModel(answer), store=store,
+        context=Summarize(writer, keep_turns=1, max_turns=2),
+    )  # fmt: skip
+    for turn in range(4):
+        summarizing.act("u", f"u{turn}")
+    stored = store.load("u").metadata[METADATA_KEY]
+    assert "SUMMARY of the early turns" in str(stored)  # in the session, for every worker
