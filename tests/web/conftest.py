@@ -48,6 +48,8 @@ async def web_script(chat: ak.Chat, index: int) -> Any:
             ])  # fmt: skip
         if text.startswith("xss"):
             return XSS
+        if text.startswith("stream"):
+            return Reply("streaming word by word works", fragment_delay=0.15)
         if text.startswith("slow"):
             return [ToolCall("lookup_order", {"order": "S-1"}, id="call-slow")]
         if text.startswith("hold"):
