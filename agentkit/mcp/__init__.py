@@ -12,6 +12,7 @@ except ImportError as error:  # pragma: no cover - the extra is not installed
     raise ImportError("agentkit.mcp needs the MCP SDK: pip install 'agentkit[mcp]'") from error
 
 from agentkit.errors import MCPConfigError, MCPConnectionError, MCPError, MCPToolError
+from agentkit.mcp.config import MCPServers, default_mcp_json_path, load_mcp_json, parse_mcp_json
 from agentkit.mcp.results import content_text, tool_result
 from agentkit.mcp.server import DEFAULT_CALL_TIMEOUT, DEFAULT_INIT_TIMEOUT, MCPServer
 from agentkit.mcp.transports import HTTPTransport, StdioTransport, Transport
@@ -24,9 +25,13 @@ __all__ = [
     "MCPConnectionError",
     "MCPError",
     "MCPServer",
+    "MCPServers",
     "MCPToolError",
     "StdioTransport",
     "Transport",
     "content_text",
+    "default_mcp_json_path",
+    "load_mcp_json",
+    "parse_mcp_json",
     "tool_result",
 ]
