@@ -12,6 +12,9 @@ import anyio
 import pytest
 from conftest import TOOLBOX, HTTPServerProcess, toolbox_args
 
+from agentkit.agent import AsyncAgent
+from agentkit.approval import Approve
+from agentkit.chat import UserMessage
 from agentkit.errors import (
     MCPConfigError,
     MCPConnectionError,
@@ -327,3 +330,23 @@ async def test_http_session_not_found_reconnects(toolbox_http: HTTPServerProcess
         toolbox_http.stop()
         with pytest.raises(MCPConnectionError):
             await server.call_tool("pid", {})
+
+
+async def test_agent_approval_then_the_mcp_call() -> None:
+    def script(chat: Any, i: int) -> Any:
+        if isinstance(chat.messages[-1], UserMessage):
+            return [
+                ToolCall("add", {"a": 20, "b": 22}, id="c-add"),
+                ToolCall("pid", {}, id="c-pid"),
+            ]
+        (added,) = [m for m in chat.messages if getattr(m, "tool_call_id", None) == "c-add"]
+        return "sum: " + added.content
+
+    async with toolbox(requires_approval={"add"}) as server:
+        agent = AsyncAgent(AsyncScriptedModel(script), tools=await server.tools())
+        paused = await agent.act("s", "add them")
+        assert paused.stop_reason == "approval_required"
+        assert [call.id for call in paused.pending_approvals] == ["c-add"]
+        assert paused.round_records[0].tool_calls[0].call.name == "pid"  # ran meanwhile
+        result = await agent.resume("s", [Approve("c-add")])
+    assert result.final is not None and result.final.text == 'sum: {"result":42}'
