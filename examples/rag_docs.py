@@ -8,7 +8,9 @@ Every *.md file under the paths given is indexed into a `MemoryIndex` file (defa
 files no longer there leave the index. Each question then runs act() with the index as a tool
 (`retrieval_tool`): the model must search first (tool_choice names the tool), reads the best
 chunks under their citations `[source#position]`, and answers; the chunks it was given are
-printed under the answer. The same GGUF serves as the embedding model and the language model.
+printed under the answer. The default GGUF serves as the embedding model and, unless
+`--model` names another, as the language model. SmolLM2-135M often searches for odd words
+and answers beside the passages; the chunks it was given are what to read.
 
 LM Studio's built-in "chat with documents" cannot be driven from its SDK; this is the
 programmatic version of it, on any agentkit engine.
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("-q", "--question", action="append", dest="questions")
     parser.add_argument("--index", type=Path, default=DEFAULT_INDEX)
     parser.add_argument("-k", type=int, default=3, help="chunks per search")
+    parser.add_argument("--model", help="the language model (default: the default model)")
     args = parser.parse_args()
     files = markdown_files(args.paths)
     if not files:
@@ -104,7 +107,7 @@ def main() -> None:
     args.index.parent.mkdir(parents=True, exist_ok=True)
     with ak.Client() as client:
         embedding = client.embedding.model()
-        model = client.llm.model()
+        model = client.llm.model(args.model)
         with MemoryIndex(args.index, embedding, chunk_tokens=160) as index:
             sync_index(index, files)
             for question in args.questions or DEFAULT_QUESTIONS:
