@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any, TypeVar
 
 from ag_ui.core import (
@@ -60,7 +60,14 @@ from agentkit.messages import ToolCall
 
 T = TypeVar("T")
 
-__all__ = ["APPROVAL_RESPONSE_SCHEMA", "AGUIMapper", "agui_events", "agui_sse", "error_code"]
+__all__ = [
+    "APPROVAL_RESPONSE_SCHEMA",
+    "AGUIMapper",
+    "agui_events",
+    "agui_sse",
+    "approval_interrupts",
+    "error_code",
+]
 
 APPROVAL_RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -78,6 +85,20 @@ APPROVAL_RESPONSE_SCHEMA: dict[str, Any] = {
 def error_code(error: BaseException) -> str:
     """A machine-readable code for RUN_ERROR: the agentkit error's class name."""
     return type(error).__name__ if isinstance(error, AgentkitError) else "InternalError"
+
+
+def approval_interrupts(calls: Iterable[ToolCall]) -> list[Interrupt]:
+    """One AG-UI interrupt per call waiting for approval; the interrupt's id is the call's."""
+    return [
+        Interrupt(
+            id=call.id,
+            reason="tool_approval",
+            message=f"Approve the call to {call.name}?",
+            tool_call_id=call.id,
+            response_schema=APPROVAL_RESPONSE_SCHEMA,
+        )
+        for call in calls
+    ]
 
 
 def _arguments_text(call: ToolCall) -> str:
@@ -213,20 +234,12 @@ class AGUIMapper:
         assert self.thread_id is not None, "RUN_FINISHED before RUN_STARTED"
         result = event.result
         if result.pending_approvals:
-            interrupts = [
-                Interrupt(
-                    id=call.id,
-                    reason="tool_approval",
-                    message=f"Approve the call to {call.name}?",
-                    tool_call_id=call.id,
-                    response_schema=APPROVAL_RESPONSE_SCHEMA,
-                )
-                for call in result.pending_approvals
-            ]
             return RunFinishedEvent(
                 thread_id=self.thread_id,
                 run_id=self.run_id,
-                outcome=RunFinishedInterruptOutcome(interrupts=interrupts),
+                outcome=RunFinishedInterruptOutcome(
+                    interrupts=approval_interrupts(result.pending_approvals)
+                ),
             )
         return RunFinishedEvent(
             thread_id=self.thread_id,
@@ -256,12 +269,17 @@ async def agui_sse(
 ) -> AsyncIterator[str]:
     """The same as Server-Sent Events (`data: {json}` blocks), from AG-UI's own encoder.
 
-    Closing this iterator closes `events`, which cancels the agent's run between whole rounds.
+    The AG-UI events of one agent event come as one string (one write: a tool call's start,
+    arguments and end together). Closing this iterator closes `events`, which cancels the
+    agent's run between whole rounds.
     """
     encoder = EventEncoder()
-    async with _closing(agui_events(events, mapper)) as mapped:
-        async for event in mapped:
-            yield encoder.encode(event)
+    mapper = mapper or AGUIMapper()
+    async with _closing(events):
+        async for event in events:
+            mapped = mapper.map(event)
+            if mapped:
+                yield "".join(encoder.encode(item) for item in mapped)
 
 
 @contextlib.asynccontextmanager

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +33,11 @@ from typing import Annotated, Any
 
 from ag_ui.core import ResumeEntry
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse
 from owners import Owners
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sse_starlette import EventSourceResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import agentkit as ak
 from agentkit.agent import AsyncAgent
@@ -88,6 +88,31 @@ class Resume(BaseModel):
     resume: list[ResumeEntry] = Field(min_length=1)
 
 
+class _SecurityHeaders:
+    """Adds the CSP and friends to every response (plain ASGI: no per-chunk cost on streams)."""
+
+    HEADERS = (
+        (b"content-security-policy", CSP.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 class _SlotsResponse(EventSourceResponse):
     """An SSE response that gives its run slots back however it ends (even never started)."""
 
@@ -134,15 +159,7 @@ def create_app(agent: AsyncAgent, config: WebConfig) -> FastAPI:
     app = FastAPI(title="agentkit web example", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = config
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    app.add_middleware(_SecurityHeaders)
 
     @app.exception_handler(LimitExceeded)
     async def over_limit(request: Request, error: LimitExceeded) -> JSONResponse:

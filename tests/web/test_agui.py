@@ -53,10 +53,17 @@ def agent(tmp_path: Path) -> AsyncAgent:
 
 async def collect(stream: Any, mapper: AGUIMapper | None = None) -> list[dict[str, Any]]:
     events = []
-    async for block in agui_sse(stream, mapper):
-        assert block.startswith("data: ") and block.endswith("\n\n")
-        events.append(json.loads(block[len("data: ") :]))
+    async for chunk in agui_sse(stream, mapper):
+        events += parse(chunk)
     return events
+
+
+def parse(chunk: str) -> list[dict[str, Any]]:
+    """The events of one chunk: one or more `data: {json}` blocks."""
+    assert chunk.endswith("\n\n")
+    blocks = chunk[:-2].split("\n\n")
+    assert all(block.startswith("data: ") and "\n" not in block for block in blocks)
+    return [json.loads(block[len("data: ") :]) for block in blocks]
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:
@@ -165,7 +172,7 @@ def test_closing_the_sse_stream_cancels_the_run_between_rounds(tmp_path: Path) -
         with anyio.fail_after(5):  # an uncancelled run would sleep for an hour
             async with contextlib.aclosing(agui_sse(the_agent.stream("s", "go"))) as blocks:
                 async for block in blocks:
-                    seen.append(json.loads(block[6:])["type"])
+                    seen.extend(event["type"] for event in parse(block))
                     if seen[-1] == "TEXT_MESSAGE_CONTENT":
                         break
 
