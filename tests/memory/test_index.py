@@ -159,13 +159,20 @@ def test_filters(index: MemoryIndex, where: dict[str, object], expected: set[str
 
 
 def test_a_narrow_filter_still_fills_k_from_the_vector_scan(index: MemoryIndex) -> None:
-    for i in range(60):
-        index.add(f"other{i}", "a" * (i + 1), metadata={"group": "other"})
-    index.add("rare", "qqq qqq. www www. eee eee", metadata={"group": "rare"})
-    # No query word occurs anywhere: only the vector scan can find them.
-    hits = index.search("nothing matches", k=5, where={"group": "rare"})
-    assert [hit.document_id for hit in hits] == ["rare"]
-    assert hits[0].vector_rank == 1
+    for i in range(100):
+        index.add(f"other{i}", "nothing " * (i % 5 + 1), metadata={"group": "other"})
+    info = index.add("rare", "zzz qqq xxx jjj " * 12, metadata={"group": "rare"})
+    assert info.chunk_count >= 3
+    # The rare chunks share no word with the query, and no letter (the scripted embedding
+    # counts letters): they are the farthest of 100+ chunks, beyond the 40 candidates an
+    # unfiltered scan would take. Only a filter inside the vec0 scan finds them.
+    hits = index.search("nothing", k=3, where={"group": "rare"})
+    assert [(hit.document_id, hit.vector_rank) for hit in hits] == [
+        ("rare", 1),
+        ("rare", 2),
+        ("rare", 3),
+    ]
+    assert all(hit.keyword_rank is None for hit in hits)
 
 
 @pytest.mark.parametrize(
@@ -366,6 +373,23 @@ def test_a_query_vector_with_nan_is_refused(index: MemoryIndex) -> None:
     add_three(index)
     with pytest.raises(InvalidEmbeddingError):
         index.search("zebra", vector=[math.nan] * 26)
+
+
+class NoTokenizerEngine(ScriptedEngine):
+    """A scripted engine that cannot tokenize, as a remote server may not."""
+
+    async def tokenize(self, identifier: str, text: str) -> list[int]:
+        raise self.not_supported("tokenize")
+
+
+def test_an_engine_without_a_tokenizer_chunks_by_words(tmp_path: Path) -> None:
+    # 60 words and marks; the scripted tokenizer would count 30 (one per whitespace word).
+    text = "one, two, three. " * 10
+    for handle in embedding(NoTokenizerEngine([])):
+        with MemoryIndex(tmp_path / "i.db", handle, chunk_tokens=8, overlap_tokens=0) as index:
+            assert index.add("doc", text).chunk_count == 8
+            best = index.search("three", k=1)[0].text
+            assert best == "three. one, two, three."  # two of the word: bm25's favourite
 
 
 def test_not_an_embedding_handle(tmp_path: Path) -> None:
