@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -603,3 +605,14 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def test_importing_agentkit_loads_no_index_code() -> None:
+    code = (
+        "import sys, agentkit, agentkit.memory\n"
+        "loaded = {'sqlite_vec', 'sqlean', 'agentkit.memory.index'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+        "agentkit.memory.MemoryIndex\n"
+        "assert 'agentkit.memory.index' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
