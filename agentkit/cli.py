@@ -272,6 +272,7 @@ def _parser() -> argparse.ArgumentParser:
         "or compare two JSON reports (exit code 1 when a case regressed).",
     )
     _eval_arguments(evaluate)
+    _mcp_arguments(commands.add_parser("mcp", help="MCP: serve agentkit tools to MCP clients"))
     for traced in (run, demo, evaluate, chat):
         _add_tracing_options(traced)
     return parser
@@ -401,6 +402,25 @@ def _eval_arguments(evaluate: argparse.ArgumentParser) -> None:
     )
 
 
+def _mcp_arguments(mcp: argparse.ArgumentParser) -> None:
+    serve = mcp.add_subparsers(dest="mcp_command", required=True).add_parser(
+        "serve",
+        help="serve tools (or an Agent, as one `ask` tool) over MCP",
+        description="Serve a list of agentkit tools, a Toolset, a tool or an Agent over MCP: "
+        "stdio by default, streamable HTTP at http://HOST:PORT/mcp with --http.",
+    )
+    serve.add_argument("target", metavar="MODULE:ATTR")
+    serve.add_argument(
+        "--http", metavar="HOST:PORT", help="serve streamable HTTP (host 127.0.0.1 if omitted)"
+    )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("AGENTKIT_MCP_TOKEN"),
+        help="bearer token clients must send (required off loopback; env AGENTKIT_MCP_TOKEN)",
+    )
+    serve.add_argument("--name", default="agentkit", help="the server name clients see")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agentkit` command."""
     parser = _parser()
@@ -422,6 +442,10 @@ def _run_command(options: argparse.Namespace) -> int:
             return _eval_command(options)
         if options.command == "chat":
             return _chat_command(options)
+        if options.command == "mcp":
+            from agentkit.mcp.serve import serve_command
+
+            return serve_command(options.target, options.http, options.token, options.name)
         if options.command == "run" and options.agent:
             _run_user_agent(options.agent, options.question)
             return 0

@@ -14,6 +14,7 @@ except ImportError as error:  # pragma: no cover - the extra is not installed
 from agentkit.errors import MCPConfigError, MCPConnectionError, MCPError, MCPToolError
 from agentkit.mcp.config import MCPServers, default_mcp_json_path, load_mcp_json, parse_mcp_json
 from agentkit.mcp.results import content_text, tool_result
+from agentkit.mcp.serve import agent_tool, mcp_server, serve_http, serve_stdio
 from agentkit.mcp.server import DEFAULT_CALL_TIMEOUT, DEFAULT_INIT_TIMEOUT, MCPServer
 from agentkit.mcp.transports import HTTPTransport, StdioTransport, Transport
 
@@ -29,9 +30,13 @@ __all__ = [
     "MCPToolError",
     "StdioTransport",
     "Transport",
+    "agent_tool",
     "content_text",
     "default_mcp_json_path",
     "load_mcp_json",
+    "mcp_server",
     "parse_mcp_json",
+    "serve_http",
+    "serve_stdio",
     "tool_result",
 ]
