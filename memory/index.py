@@ -28,6 +28,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -196,6 +197,7 @@ class MemoryIndex:
         self._db = IndexDatabase(path, busy_timeout=busy_timeout)
         self.path = self._db.path
         self._bind_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         if self._db.model is not None and self._db.model != self._embedder.model:
             self._db.close()
             raise EmbeddingMismatchError(
@@ -329,7 +331,17 @@ class MemoryIndex:
 
     def close(self) -> None:
         """Close the file; idempotent."""
+        with self._bind_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
         self._db.close()
+
+    def _scans(self) -> ThreadPoolExecutor:
+        with self._bind_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="agentkit-index-scan")
+            return self._pool
 
     def __enter__(self) -> MemoryIndex:
         return self
@@ -570,9 +582,20 @@ class MemoryIndex:
                 self.path, (self.model, self._db.dimension), (self.model, len(vector))
             )
         candidates = min(max(4 * k, 40), MAX_CANDIDATES)
-        nearest = self._db.nearest(vector.tobytes(), candidates, where)
         expression = keyword_query(query)
-        matching = [] if expression is None else self._db.matching(expression, candidates, where)
+        if expression is None or self._db.in_memory:
+            nearest = self._db.nearest(vector.tobytes(), candidates, where)
+            matching = (
+                [] if expression is None else self._db.matching(expression, candidates, where)
+            )
+        else:
+            # The two scans on two connections at once: SQLite lets go of the GIL, so each
+            # takes a core (the search costs the longer scan, not both).
+            scan = self._scans().submit(self._db.nearest, vector.tobytes(), candidates, where)
+            try:
+                matching = self._db.matching(expression, candidates, where)
+            finally:
+                nearest = scan.result()
         fused = reciprocal_rank_fusion([nearest, matching], self.rrf_k)[:k]
         rows = self._db.chunks([id_ for id_, _ in fused])
         vector_ranks = {id_: rank for rank, id_ in enumerate(nearest, start=1)}

@@ -7,7 +7,8 @@ write. Every value reaches SQL as a bound parameter; the only SQL built from val
 vector width (an int checked here) and `?` placeholders for filter lists.
 
 One connection serves every thread, behind a lock: queries take milliseconds, and one
-connection is what lets `":memory:"` work.
+connection is what lets `":memory:"` work. A file index opens a second one for the keyword
+ranking, so a search runs its two scans at once.
 """
 
 from __future__ import annotations
@@ -225,35 +226,53 @@ def filter_sql(where: Filter | None) -> tuple[str, list[object]]:
 
 
 class IndexDatabase:
-    """The index file: schema checks, one locked connection, the SQL `MemoryIndex` runs."""
+    """The index file: schema checks, locked connections, the SQL `MemoryIndex` runs."""
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
         self._sql = sqlite_module()
+        self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
+        self._reader_lock = threading.Lock()
         self._closed = False
         self.model: str | None = None
         self.dimension: int | None = None
-        with self._errors():
-            connection = self._sql.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-        self._db = cast(sqlite3.Connection, connection)
+        self.in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        self._db = self._connect()
         try:
             with self._errors():
-                self._db.enable_load_extension(True)
-                self._db.load_extension(_vec_extension())
-                self._db.enable_load_extension(False)
-                if self.path != ":memory:":
-                    self._db.execute("PRAGMA journal_mode=WAL")
-                    self._db.execute("PRAGMA synchronous=NORMAL")
-                    # The vector scan reads every vector: mapped pages spare a copy of each
-                    # (10,000 x 576 floats: 11 -> 7 ms of CPU a search).
-                    self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
                 self._open()
         except BaseException:
             self._db.close()
             raise
+        self._reader: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._errors():
+            connection = cast(
+                sqlite3.Connection,
+                self._sql.connect(
+                    self.path,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                ),
+            )
+        try:
+            with self._errors():
+                connection.enable_load_extension(True)
+                connection.load_extension(_vec_extension())
+                connection.enable_load_extension(False)
+                if not self.in_memory:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    connection.execute("PRAGMA synchronous=NORMAL")
+                    # The vector scan reads every vector: mapped pages spare a copy of each
+                    # (10,000 x 576 floats: 11 -> 7 ms of CPU a search).
+                    connection.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     # -- schema --------------------------------------------------------------------------------
 
@@ -435,7 +454,11 @@ class IndexDatabase:
             return [row[0] for row in rows]
 
     def matching(self, expression: str, count: int, where: Filter | None) -> list[int]:
-        """Ids of the `count` chunks that best match an FTS5 expression (bm25)."""
+        """Ids of the `count` chunks that best match an FTS5 expression (bm25).
+
+        A file index runs this on a second connection (WAL lets it read while the first one
+        works), so `MemoryIndex` can rank by keyword while the vector scan runs.
+        """
         conditions, params = filter_sql(where)
         sql = "SELECT f.rowid FROM agentkit_chunks_fts f"
         if conditions:
@@ -444,8 +467,13 @@ class IndexDatabase:
                 " JOIN agentkit_documents d ON d.id = c.document_id"
             )
         sql += f" WHERE agentkit_chunks_fts MATCH ?{conditions} ORDER BY f.rank LIMIT ?"
-        with self._errors():
-            return [row[0] for row in self._db.execute(sql, [expression, *params, count])]
+        if self.in_memory:
+            with self._errors():
+                return [row[0] for row in self._db.execute(sql, [expression, *params, count])]
+        with self._errors(self._reader_lock):
+            if self._reader is None:
+                self._reader = self._connect()
+            return [row[0] for row in self._reader.execute(sql, [expression, *params, count])]
 
     def chunks(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """The chunks with these ids, with their documents' source and metadata."""
@@ -485,11 +513,13 @@ class IndexDatabase:
             pass
 
     def close(self) -> None:
-        """Close the connection; idempotent."""
-        with self._lock:
+        """Close the connections; idempotent."""
+        with self._lock, self._reader_lock:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+                if self._reader is not None:
+                    self._reader.close()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -503,9 +533,10 @@ class IndexDatabase:
             self._db.execute("COMMIT")
 
     @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Hold the connection's lock and turn SQLite errors into typed agentkit errors."""
-        with self._lock:
+    def _errors(self, lock: threading.Lock | threading.RLock | None = None) -> Iterator[None]:
+        """Hold a connection's lock (the main one's by default) and turn SQLite errors into
+        typed agentkit errors."""
+        with self._lock if lock is None else lock:
             if self._closed:
                 raise MemoryIndexError(f"the index {self.path!r} is closed")
             try:
