@@ -131,7 +131,7 @@ class _SlotsResponse(EventSourceResponse):
 # -- authentication: the one dependency a real backend replaces ---------------------------------
 
 
-def current_user(request: Request) -> str:
+async def current_user(request: Request) -> str:
     """The user whose bearer token the request carries; 401 without a known one."""
     tokens: Mapping[str, str] = request.app.state.config.tokens
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
