@@ -153,18 +153,32 @@ class MCPServers(Mapping[str, MCPServer]):
 
     async def tools(self) -> list[Tool[..., Any]]:
         """Every server's tools (each server's list cached as `MCPServer.tools` says)."""
-        tools: list[Tool[..., Any]] = []
-        owners: dict[str, str] = {}
-        for name, server in self._servers.items():
-            for tool in await server.tools():
-                if tool.name in owners:
-                    raise MCPConfigError(
-                        f"MCP servers {owners[tool.name]!r} and {name!r} both offer a tool "
-                        f"named {tool.name!r}: give them prefixes (prefix=True)"
-                    )
-                owners[tool.name] = name
-                tools.append(tool)
-        return tools
+        return _gathered([(name, await server.tools()) for name, server in self._servers.items()])
+
+    def tools_sync(self) -> list[Tool[..., Any]]:
+        """`tools()` for sync code, inside `with servers:`."""
+        return _gathered([(name, server.tools_sync()) for name, server in self._servers.items()])
+
+    def __enter__(self) -> MCPServers:
+        entered: list[MCPServer] = []
+        try:
+            for server in self._servers.values():
+                server.__enter__()
+                entered.append(server)
+        except BaseException:
+            for server in reversed(entered):
+                server.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for server in reversed(list(self._servers.values())):
+            server.__exit__(exc_type, exc, traceback)
 
     async def aclose(self) -> None:
         """Close every server's session."""
@@ -191,3 +205,18 @@ class MCPServers(Mapping[str, MCPServer]):
     ) -> None:
         for server in reversed(list(self._servers.values())):
             await server.__aexit__(exc_type, exc, traceback)
+
+
+def _gathered(listings: list[tuple[str, list[Tool[..., Any]]]]) -> list[Tool[..., Any]]:
+    tools: list[Tool[..., Any]] = []
+    owners: dict[str, str] = {}
+    for name, listed in listings:
+        for tool in listed:
+            if tool.name in owners:
+                raise MCPConfigError(
+                    f"MCP servers {owners[tool.name]!r} and {name!r} both offer a tool "
+                    f"named {tool.name!r}: give them prefixes (prefix=True)"
+                )
+            owners[tool.name] = name
+            tools.append(tool)
+    return tools

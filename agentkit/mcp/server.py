@@ -38,6 +38,7 @@ from agentkit.errors import (
     ToolDefinitionError,
     ToolTimeoutError,
 )
+from agentkit.mcp.loop_thread import LoopThread
 from agentkit.mcp.results import tool_result
 from agentkit.mcp.transports import HTTPTransport, StdioTransport, Transport
 from agentkit.tools.tool import DEFAULT_RETRIES, Tool, define_tool
@@ -143,6 +144,7 @@ class MCPServer:
         self._lock: anyio.Lock | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._background: set[Any] = set()  # free-standing asyncio runner tasks
+        self._home: LoopThread | None = None  # the sync API's loop (`with server:`)
         self._tools: list[Tool[..., Any]] | None = None
         self._listing: list[types.Tool] = []
         self._stale = True
@@ -199,6 +201,43 @@ class MCPServer:
                 # body's exception keeps that exception as it is (not in an ExceptionGroup).
                 group.cancel_scope.cancel()
                 await group.__aexit__(None, None, None)
+
+    def __enter__(self) -> MCPServer:
+        """The sync API: the session lives on a loop thread of the server's own until exit."""
+        if self._home is not None or self._task_group is not None:
+            raise MCPConfigError(f"MCP server {self.name!r} is already entered")
+        self._home = LoopThread(f"agentkit-mcp:{self.name}")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        home, self._home = self._home, None
+        if home is not None:
+            try:
+                home.run(self.aclose())
+            finally:
+                home.close()
+
+    def tools_sync(self) -> list[Tool[..., Any]]:
+        """`tools()` for sync code, inside `with server:`; the tools work in sync act()."""
+        return self._sync().run(self.tools())
+
+    def call_tool_sync(
+        self, name: str, arguments: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> types.CallToolResult:
+        """`call_tool()` for sync code, inside `with server:`."""
+        return self._sync().run(self.call_tool(name, arguments, timeout=timeout))
+
+    def _sync(self) -> LoopThread:
+        if self._home is None:
+            raise MCPConfigError(
+                f"MCP server {self.name!r}: use the sync API inside `with server:`"
+            )
+        return self._home
 
     async def aclose(self) -> None:
         """Close the session and stop the server process (idempotent); a later use reconnects."""
@@ -366,7 +405,9 @@ class MCPServer:
         server_name = spec.name
 
         async def call(**arguments: Any) -> Any:
-            result = await self.call_tool(server_name, arguments, tool_name=name)
+            request = self.call_tool(server_name, arguments, tool_name=name)
+            home = self._home  # in the sync API the session lives on its own loop
+            result = await (request if home is None else home.hop(request))
             return tool_result(name, self.name, result)
 
         approval = self.requires_approval

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import anyio
 import pytest
 from conftest import TOOLBOX, HTTPServerProcess, toolbox_args
 
-from agentkit.agent import AsyncAgent
+from agentkit.agent import Agent, AsyncAgent
 from agentkit.approval import Approve
 from agentkit.chat import UserMessage
 from agentkit.errors import (
@@ -23,7 +24,7 @@ from agentkit.errors import (
     ToolTimeoutError,
 )
 from agentkit.mcp import MCPServer, content_text, tool_result
-from agentkit.testing import AsyncScriptedModel, ToolCall
+from agentkit.testing import AsyncScriptedModel, ScriptedModel, ToolCall
 
 pytestmark = pytest.mark.anyio
 
@@ -350,3 +351,34 @@ async def test_agent_approval_then_the_mcp_call() -> None:
         assert paused.round_records[0].tool_calls[0].call.name == "pid"  # ran meanwhile
         result = await agent.resume("s", [Approve("c-add")])
     assert result.final is not None and result.final.text == 'sum: {"result":42}'
+
+
+# the sync API
+
+
+def test_sync_act_with_mcp_tools() -> None:
+    with toolbox() as server:
+        tools = server.tools_sync()
+        calls = [ToolCall("sleep", {"seconds": 0.3}) for _ in range(6)]
+        calls.append(ToolCall("add", {"a": 1, "b": 2}))
+        model = ScriptedModel(calls_then(calls))
+        started = time.perf_counter()
+        first = model.act("go", tools)
+        assert time.perf_counter() - started < 0.3 * 4  # the calls ran at once
+        second = model.act("again", tools)
+        for result in (first, second):
+            records = result.round_records[0].tool_calls
+            assert all(r.ok for r in records) and records[-1].result == '{"result":3}'
+        assert server.call_tool_sync("add", {"a": 2, "b": 2}).structured_content == {"result": 4}
+        assert server.connections == 1
+    assert not server.connected
+    with pytest.raises(MCPConfigError, match="inside `with server:`"):
+        server.tools_sync()
+
+
+def test_sync_agent_and_a_timeout() -> None:
+    with toolbox(timeout=0.5) as server:
+        script = calls_then([ToolCall("sleep", {"seconds": 3}), ToolCall("pid", {})])
+        result = Agent(ScriptedModel(script), tools=server.tools_sync()).act("s", "go")
+        slow, quick = result.round_records[0].tool_calls
+        assert slow.error == "timeout" and quick.ok

@@ -20,7 +20,7 @@ from agentkit.mcp import (
     load_mcp_json,
     parse_mcp_json,
 )
-from agentkit.testing import AsyncScriptedModel, ToolCall
+from agentkit.testing import AsyncScriptedModel, ScriptedModel, ToolCall
 
 pytestmark = pytest.mark.anyio
 
@@ -121,3 +121,19 @@ def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(MCPConfigError, match='"mcpServers"'):
         parse_mcp_json({"servers": {}})
     assert isinstance(parse_mcp_json({"mcpServers": {}}), MCPServers)
+
+
+def test_sync_servers_from_mcp_json(tmp_path: Path) -> None:
+    box = {"command": sys.executable, "args": [TOOLBOX, "stdio"]}
+    with load_mcp_json(write(tmp_path / "mcp.json", {"a": box, "b": box}), prefix=True) as servers:
+        tools = {t.name: t for t in servers.tools_sync()}
+        assert {"a_add", "b_add"} <= set(tools)
+        calls = [ToolCall("a_add", {"a": 1, "b": 1}), ToolCall("b_add", {"a": 2, "b": 2})]
+        result = ScriptedModel(lambda chat, i: calls if i == 0 else "ok").act(
+            "go", list(tools.values())
+        )
+        assert [r.result for r in result.round_records[0].tool_calls] == [
+            '{"result":2}',
+            '{"result":4}',
+        ]
+    assert not servers["a"].connected and not servers["b"].connected
