@@ -301,3 +301,37 @@ def test_a_browser_that_disconnects_cancels_the_run_between_rounds(
         history = alice.get(f"/api/sessions/{session}").json()
         assert len(history["messages"]) == 3 and history["interrupts"] == []
         assert text_of(send(alice, session, {"message": "still here"})) == "echo: still here"
+
+
+def test_two_resumes_racing_run_the_call_once(served: Served) -> None:
+    with served.client() as alice, served.client() as alice2:
+        session = new_session(alice)
+        send(alice, session, {"message": "refund twice?"})
+        entry = {"interruptId": "call-refund", "status": "resolved", "payload": {"approved": True}}
+        outcomes: list[str] = []
+        go = threading.Barrier(2)
+
+        def decide(client: httpx.Client) -> None:
+            go.wait()
+            path = f"/api/sessions/{session}/resume"
+            with client.stream("POST", path, json={"resume": [entry]}) as response:
+                if response.status_code != 200:
+                    outcomes.append(f"HTTP {response.status_code}")
+                    return
+                last = list(sse_events(response))[-1]
+                outcomes.append(last["type"] + " " + last.get("code", ""))
+
+        threads = [threading.Thread(target=decide, args=(c,)) for c in (alice, alice2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert sorted(outcomes)[0] in ("HTTP 409", "RUN_ERROR ApprovalError")
+        assert sorted(outcomes)[1] == "RUN_FINISHED "
+        stored = served.store.load(f"alice/{session}").messages
+        refunds = [
+            m
+            for m in stored
+            if isinstance(m, ToolResultMessage) and m.tool_call_id == "call-refund"
+        ]
+        assert len(refunds) == 1
