@@ -459,7 +459,7 @@ class MCPServer:
             except TimeoutError:
                 raise ToolTimeoutError(what, limit) from None
             except SDKError as error:
-                if not _session_lost(error):
+                if not _session_lost(error) and not await self._http_session_gone(error, session):
                     if tool:
                         raise MCPToolError(what, self.name, error.message, error.code) from error
                     raise MCPConnectionError(self.name, f"{what} failed: {error}") from error
@@ -474,6 +474,21 @@ class MCPServer:
         raise MCPConnectionError(
             self.name, f"the connection was lost again after reconnecting ({lost})"
         ) from lost
+
+    async def _http_session_gone(self, error: SDKError, session: ClientSession) -> bool:
+        """Whether an HTTP error status the SDK could not read (INTERNAL_ERROR) means the
+        server lost our session, as when a restarted server answers 400 instead of the spec's
+        404: a ping on the same session tells the session's loss from one failed request."""
+        if not isinstance(self.transport, HTTPTransport) or error.code != types.INTERNAL_ERROR:
+            return False
+        try:
+            with anyio.fail_after(min(self.timeout, 10.0)):
+                await session.send_ping()
+        except (SDKError, TimeoutError):
+            return True
+        except _LOST_ERRORS:
+            return True
+        return False
 
     async def _drop(self, connection: _Connection) -> None:
         if self._connection is connection:
