@@ -187,8 +187,8 @@ class MemoryIndex:
         overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
         if isinstance(max_document_chars, bool) or not isinstance(max_document_chars, int):
             raise ConfigurationError(f"max_document_chars is an int, got {max_document_chars!r}")
-        if not rrf_k > 0:
-            raise ConfigurationError(f"rrf_k must be > 0, got {rrf_k!r}")
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int | float) or not 0 < rrf_k < 1e9:
+            raise ConfigurationError(f"rrf_k is a number > 0, got {rrf_k!r}")
         self._embedder = Embedder(embedding)
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
@@ -196,7 +196,7 @@ class MemoryIndex:
         self.rrf_k = float(rrf_k)
         self._db = IndexDatabase(path, busy_timeout=busy_timeout)
         self.path = self._db.path
-        self._bind_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         if self._db.model is not None and self._db.model != self._embedder.model:
             self._db.close()
@@ -331,14 +331,14 @@ class MemoryIndex:
 
     def close(self) -> None:
         """Close the file; idempotent."""
-        with self._bind_lock:
+        with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown()
         self._db.close()
 
     def _scans(self) -> ThreadPoolExecutor:
-        with self._bind_lock:
+        with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="agentkit-index-scan")
             return self._pool
@@ -538,7 +538,7 @@ class MemoryIndex:
         width = len(vectors[0])
         dimension = self._db.dimension
         if dimension is None:
-            with self._bind_lock:
+            with self._lock:
                 model, dimension = self._db.bind(self.model, width)
             if model != self.model:
                 raise EmbeddingMismatchError(self.path, (model, dimension), (self.model, width))

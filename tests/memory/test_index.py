@@ -519,6 +519,22 @@ def test_a_missing_vector_table(tmp_path: Path, handle: ak.EmbeddingModel) -> No
         MemoryIndex(path, handle)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"chunk_tokens": 4},
+        {"overlap_tokens": 200},
+        {"max_document_chars": 1.5},
+        {"rrf_k": 0},
+        {"rrf_k": "60"},
+        {"rrf_k": math.nan},
+    ],
+)
+def test_bad_options(tmp_path: Path, handle: ak.EmbeddingModel, options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        MemoryIndex(tmp_path / "index.db", handle, **options)  # type: ignore[arg-type]
+
+
 def test_a_closed_index(index: MemoryIndex) -> None:
     index.close()
     index.close()
