@@ -2,6 +2,7 @@
 
     python bench/web_load.py                 # 200 sessions × 5 turns (the issue's figures)
     python bench/web_load.py --sessions 20 --turns 3
+    python bench/web_load.py --local 20      # 20 sessions at once on the local default model
 
 The app (examples/web/webapp.py, scripted model, SQLiteStore) runs in a child process under
 uvicorn on 127.0.0.1; one user per session, each with its own bearer token. Every turn is a
@@ -11,12 +12,18 @@ turn), nothing lost or doubled (each session's store holds exactly its 5 × 4 me
 order). Then the same load through `AsyncAgent.act()` alone (same model, same kind of store) in
 this process, and both once more one turn at a time, where the difference is the framework's
 cost per request (HTTP, auth, limits, AG-UI encoding, SSE) rather than waiting for a core.
+
+`--local N`: the app on the local engine with the default model, N sessions sending one
+message each at once: how many complete, and whether the loaded instance generated the answers
+one at a time (no overlap between one answer's first and last token and another's) and in the
+order the requests arrived.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -74,6 +81,81 @@ def serve(port: int, directory: Path, users: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
 
 
+def serve_local(port: int, directory: Path, users: int) -> None:
+    """The child process for --local: the example app on the local default model."""
+    import uvicorn
+    import webapp
+
+    async def run() -> None:
+        async with ak.AsyncClient() as client:
+            model = await client.llm.model()
+            agent = AsyncAgent(
+                model,
+                store=SQLiteStore(directory / "local.db"),
+                config=ak.PredictionConfig(max_tokens=24, temperature=0.0),
+            )
+            config = webapp.WebConfig(
+                {f"token-{n}": f"user-{n}" for n in range(users)},
+                owners_path=directory / "owners.db",
+            )
+            app = webapp.create_app(agent, config)
+            server = uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+            )
+            await server.serve()
+
+    asyncio.run(run())
+
+
+async def local_load(port: int, sessions: int) -> dict[str, Any]:
+    """`sessions` sessions at once, one turn each, on the local engine: all complete, and in
+    which order their answers were generated (one loaded instance: one at a time)."""
+    runs: list[dict[str, Any]] = []
+
+    async def converse(n: int) -> None:
+        token = f"token-{n}"
+        connection = await Connection.open(port)
+        try:
+            status, body = await connection.request("POST", "/api/sessions", token)
+            session = json.loads(body)["id"]
+            stamps: list[tuple[float, bytes]] = []
+            sent = time.perf_counter()
+            status, body = await connection.request(
+                "POST",
+                f"/api/sessions/{session}/messages",
+                token,
+                {"message": f"Say hello to visitor number {n}."},
+                stamps,
+            )
+            text = [t for t, chunk in stamps if b"TEXT_MESSAGE_CONTENT" in chunk]
+            runs.append(
+                {
+                    "ok": status == 200 and b'"RUN_FINISHED"' in body,
+                    "sent": sent,
+                    "started": stamps[0][0] if stamps else sent,
+                    "first": text[0] if text else None,
+                    "last": text[-1] if text else None,
+                    "done": time.perf_counter(),
+                }
+            )
+        finally:
+            connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(converse(n) for n in range(sessions)))
+    generating = sorted((r["first"], r["last"]) for r in runs if r["first"] is not None)
+    overlaps = sum(1 for a, b in itertools.pairwise(generating) if b[0] < a[1])
+    by_start = [r["started"] for r in sorted(runs, key=lambda r: r["first"] or 0)]
+    inversions = sum(1 for a, b in itertools.pairwise(by_start) if b < a)
+    return {
+        "completed": sum(r["ok"] for r in runs),
+        "wall": time.perf_counter() - started,
+        "latencies": [r["done"] - r["sent"] for r in runs],
+        "overlaps": overlaps,
+        "inversions": inversions,
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -98,8 +180,14 @@ class Connection:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
     async def request(
-        self, method: str, path: str, token: str, body: Any = None
+        self,
+        method: str,
+        path: str,
+        token: str,
+        body: Any = None,
+        stamps: list[tuple[float, bytes]] | None = None,
     ) -> tuple[int, bytes]:
+        """Status and body; `stamps` gets (arrival time, chunk) for each chunk streamed."""
         payload = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -117,6 +205,8 @@ class Connection:
         chunks = []  # chunked transfer encoding, as a streamed response comes
         while size := int((await self.reader.readline()).split(b";")[0], 16):
             chunks.append(await self.reader.readexactly(size))
+            if stamps is not None:
+                stamps.append((time.perf_counter(), chunks[-1]))
             await self.reader.readexactly(2)
         await self.reader.readexactly(2)
         return status, b"".join(chunks)
@@ -242,17 +332,69 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def start_app(mode: str, directory: Path, users: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    command = [sys.executable, __file__, mode, str(port), str(directory), str(users)]
+    child = subprocess.Popen(command)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return child, port
+        except httpx.TransportError:
+            if time.monotonic() > deadline or child.poll() is not None:
+                child.kill()
+                raise SystemExit("the app did not start") from None
+            time.sleep(0.2)
+
+
+def run_local(sessions: int) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="web_load_local_"))
+    child, port = start_app("--serve-local", directory, sessions)
+    try:
+        print(
+            f"{sessions} sessions at once on the local engine (default model, 24 tokens each), "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+        outcome = asyncio.run(local_load(port, sessions))
+    finally:
+        child.terminate()
+        child.wait(30)
+    print(
+        f"completed {outcome['completed']}/{sessions} in {outcome['wall']:.1f} s; "
+        f"latency {summary(outcome['latencies'])}"
+    )
+    print(
+        f"answers generated one at a time: {outcome['overlaps']} overlaps; "
+        f"out of arrival order: {outcome['inversions']}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--serial-sessions", type=int, default=40)
     parser.add_argument(
+        "--local",
+        type=int,
+        metavar="N",
+        default=0,
+        help="instead: N sessions at once on the local engine with the default model",
+    )
+    parser.add_argument("--serve-local", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
         "--serve", nargs=3, metavar=("PORT", "DIR", "USERS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.serve:
         serve(int(args.serve[0]), Path(args.serve[1]), int(args.serve[2]))
+        return
+    if args.serve_local:
+        serve_local(int(args.serve_local[0]), Path(args.serve_local[1]), int(args.serve_local[2]))
+        return
+    if args.local:
+        run_local(args.local)
         return
 
     directory = Path(tempfile.mkdtemp(prefix="web_load_"))
