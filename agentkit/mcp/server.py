@@ -30,6 +30,7 @@ import anyio.abc
 import mcp_types as types
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.shared.exceptions import MCPError as SDKError
+from opentelemetry import trace
 
 from agentkit.errors import (
     MCPConfigError,
@@ -405,6 +406,11 @@ class MCPServer:
         server_name = spec.name
 
         async def call(**arguments: Any) -> Any:
+            span = trace.get_current_span()  # act()'s execute_tool span, when traced
+            if span.is_recording():
+                span.set_attribute("agentkit.mcp.server", self.name)
+                span.set_attribute("agentkit.mcp.tool", server_name)
+                span.set_attribute("mcp.method.name", "tools/call")
             request = self.call_tool(server_name, arguments, tool_name=name)
             home = self._home  # in the sync API the session lives on its own loop
             result = await (request if home is None else home.hop(request))

@@ -12,6 +12,11 @@ from typing import Any
 import anyio
 import pytest
 from conftest import TOOLBOX, HTTPServerProcess, toolbox_args
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentkit.agent import Agent, AsyncAgent
 from agentkit.approval import Approve
@@ -24,7 +29,9 @@ from agentkit.errors import (
     ToolTimeoutError,
 )
 from agentkit.mcp import MCPServer, content_text, tool_result
+from agentkit.observe import set_observer
 from agentkit.testing import AsyncScriptedModel, ScriptedModel, ToolCall
+from agentkit.tracing import instrument
 
 pytestmark = pytest.mark.anyio
 
@@ -388,3 +395,23 @@ def test_sync_agent_and_a_timeout() -> None:
         result = Agent(ScriptedModel(script), tools=server.tools_sync()).act("s", "go")
         slow, quick = result.round_records[0].tool_calls
         assert slow.error == "timeout" and quick.ok
+
+
+def test_mcp_calls_are_execute_tool_spans_with_the_server_name() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument(provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    try:
+        with toolbox(prefix="tb_") as server:
+            script = calls_then([ToolCall("tb_add", {"a": 1, "b": 2})])
+            ScriptedModel(script).act("go", server.tools_sync())
+    finally:
+        set_observer(None)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert span.name == "execute_tool tb_add"
+    assert span.attributes is not None
+    assert span.attributes["agentkit.mcp.server"] == "toolbox"
+    assert span.attributes["agentkit.mcp.tool"] == "add"
+    assert span.attributes["mcp.method.name"] == "tools/call"
+    assert span.attributes["agentkit.tool.outcome"] == "ok"
