@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Any, TypeVar
 
 from ag_ui.core import (
@@ -255,7 +255,7 @@ class AGUIMapper:
 
 async def agui_events(
     events: AsyncIterable[AgentEvent], mapper: AGUIMapper | None = None
-) -> AsyncIterator[BaseEvent]:
+) -> AsyncGenerator[BaseEvent, None]:
     """AG-UI events for an agent event stream (`agent.stream(...)`)."""
     mapper = mapper or AGUIMapper()
     async with _closing(events):  # leaving early closes the agent's stream: cancels the run
@@ -266,7 +266,7 @@ async def agui_events(
 
 async def agui_sse(
     events: AsyncIterable[AgentEvent], mapper: AGUIMapper | None = None
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The same as Server-Sent Events (`data: {json}` blocks), from AG-UI's own encoder.
 
     The AG-UI events of one agent event come as one string (one write: a tool call's start,

@@ -24,6 +24,7 @@ committed before, never half of one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -221,8 +222,12 @@ def create_app(agent: AsyncAgent, config: WebConfig) -> FastAPI:
 
     def respond(events: AsyncIterator[AgentEvent], session_id: str, slots: list[RunSlot]) -> Any:
         async def body() -> AsyncIterator[bytes]:
-            async for block in agui_sse(events, AGUIMapper(thread_id=session_id)):
-                yield block.encode()
+            # closed explicitly when the response stops early (a failed send): the agent's
+            # stream must be closed in this task, which cancels the run between rounds
+            stream = agui_sse(events, AGUIMapper(thread_id=session_id))
+            async with contextlib.aclosing(stream) as blocks:
+                async for block in blocks:
+                    yield block.encode()
 
         return _SlotsResponse(body(), slots)
 
