@@ -149,7 +149,6 @@ class MCPServer:
         self._tools: list[Tool[..., Any]] | None = None
         self._listing: list[types.Tool] = []
         self._stale = True
-        self._closed = False
         self.connections = 0
         """Sessions opened so far (1 + reconnects): for monitoring and tests."""
 
@@ -184,7 +183,7 @@ class MCPServer:
         group = anyio.create_task_group()
         await group.__aenter__()
         self._task_group = group
-        self._closed = False
+        self._lock = None  # a lock belongs to one event loop
         return self
 
     async def __aexit__(
@@ -208,6 +207,7 @@ class MCPServer:
         if self._home is not None or self._task_group is not None:
             raise MCPConfigError(f"MCP server {self.name!r} is already entered")
         self._home = LoopThread(f"agentkit-mcp:{self.name}")
+        self._lock = None  # a lock belongs to one event loop
         return self
 
     def __exit__(
@@ -250,11 +250,7 @@ class MCPServer:
     def connected(self) -> bool:
         """Whether a session is open now."""
         connection = self._connection
-        return (
-            connection is not None
-            and connection.session is not None
-            and not connection.closed.is_set()
-        )
+        return connection is not None and _live(connection)
 
     async def connect(self) -> None:
         """Open the session now rather than on first use."""
@@ -262,21 +258,13 @@ class MCPServer:
 
     async def _connected(self) -> _Connection:
         connection = self._connection
-        if (
-            connection is not None
-            and connection.session is not None
-            and not connection.closed.is_set()
-        ):
+        if connection is not None and _live(connection):
             return connection
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:
             connection = self._connection
-            if (
-                connection is not None
-                and connection.session is not None
-                and not connection.closed.is_set()
-            ):
+            if connection is not None and _live(connection):
                 return connection
             if connection is not None:
                 self._connection = None
@@ -501,6 +489,10 @@ class MCPServer:
             self._connection = None
             self._stale = True
         await _shut(connection)
+
+
+def _live(connection: _Connection) -> bool:
+    return connection.session is not None and not connection.closed.is_set()
 
 
 async def _shut(connection: _Connection) -> None:
