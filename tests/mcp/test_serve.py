@@ -13,6 +13,7 @@ from conftest import HTTPServerProcess
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from agentkit.errors import MCPConnectionError
 from agentkit.mcp import MCPServer, content_text
 from agentkit.mcp.serve import parse_address
 from agentkit.testing import AsyncScriptedModel, ToolCall
@@ -116,6 +117,11 @@ def test_bearer_token_is_required_when_set() -> None:
             server.url, json=request, headers={**accept, "Authorization": "Bearer s3"}
         )
         assert right.status_code != 401
+        # agentkit's client sends the token as a configured header
+        with MCPServer.http(server.url, headers={"Authorization": "Bearer s3"}) as client:
+            assert content_text(client.call_tool_sync("add", {"a": 1, "b": 1}).content) == "2"
+        with MCPServer.http(server.url) as client, pytest.raises(MCPConnectionError):
+            client.tools_sync()
     finally:
         server.stop()
 
