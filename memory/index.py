@@ -154,6 +154,7 @@ class _Plan:
     metadata: dict[str, MetadataValue]
     fingerprint: str
     unchanged: bool
+    exists: bool
 
 
 class MemoryIndex:
@@ -246,7 +247,9 @@ class MemoryIndex:
             return self._keep(plan)
         pieces = split_pieces(plan.text)
         chunks = self._chunk(plan.text, self._embedder.counter(), pieces)
-        return self._write(plan, chunks, self._embedder.embed([c.text for c in chunks]))
+        known = self._known_vectors(plan)
+        new = self._embedder.embed(_missing(chunks, known))
+        return self._write(plan, chunks, _vectors(chunks, known, new))
 
     def add_embedded(
         self,
@@ -366,8 +369,9 @@ class MemoryIndex:
         pieces = split_pieces(plan.text)
         counter = await self._embedder.acounter(pieces)
         chunks = self._chunk(plan.text, counter, pieces)
-        vectors = await self._embedder.aembed([c.text for c in chunks])
-        return await _in_thread(self._write, plan, chunks, vectors)
+        known = await _in_thread(self._known_vectors, plan)
+        new = await self._embedder.aembed(_missing(chunks, known))
+        return await _in_thread(self._write, plan, chunks, _vectors(chunks, known, new))
 
     async def aadd_embedded(
         self,
@@ -517,7 +521,8 @@ class MemoryIndex:
         fingerprint = digest.hexdigest()
         current = self._db.document(document_id)
         unchanged = current is not None and current.fingerprint == fingerprint
-        return _Plan(document_id, text, source, checked, fingerprint, unchanged)
+        exists = current is not None
+        return _Plan(document_id, text, source, checked, fingerprint, unchanged, exists)
 
     def _chunk(self, text: str, counter: Callable[[str], int], pieces: list[str]) -> list[Chunk]:
         return chunk_text(
@@ -527,6 +532,18 @@ class MemoryIndex:
             overlap_tokens=self.overlap_tokens,
             pieces=pieces,
         )
+
+    def _known_vectors(self, plan: _Plan) -> dict[str, array[float]]:
+        """The vectors of the chunks the document has now, by text: an edited document's
+        unchanged chunks are not embedded again (same text, same model, same vector)."""
+        if not plan.exists or self._db.dimension is None:
+            return {}
+        known = {}
+        for text, blob in self._db.vectors_by_text(plan.document_id).items():
+            vector = array("f")
+            vector.frombytes(blob)
+            known[text] = vector
+        return known
 
     def _keep(self, plan: _Plan) -> DocumentInfo:
         self._db.update_fields(plan.document_id, plan.source, plan.metadata)
@@ -621,6 +638,20 @@ class MemoryIndex:
                 )
             )
         return hits
+
+
+def _missing(chunks: Sequence[Chunk], known: Mapping[str, array[float]]) -> list[str]:
+    """The chunk texts that need embedding, each once."""
+    return list(dict.fromkeys(c.text for c in chunks if c.text not in known))
+
+
+def _vectors(
+    chunks: Sequence[Chunk], known: Mapping[str, array[float]], new: Sequence[array[float]]
+) -> list[array[float]]:
+    """One vector per chunk, from the known ones and the new ones (in `_missing` order)."""
+    found = dict(known)
+    found.update(zip(_missing(chunks, known), new, strict=True))
+    return [found[chunk.text] for chunk in chunks]
 
 
 def _check_id(document_id: object) -> str:

@@ -362,6 +362,18 @@ class IndexDatabase:
             ).fetchall()
         return [self._document(row) for row in rows]
 
+    def vectors_by_text(self, document_id: str) -> dict[str, bytes]:
+        """The document's chunk vectors (float32 bytes), by chunk text."""
+        if self.dimension is None:
+            return {}
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT c.text, v.embedding FROM agentkit_chunks c "
+                "JOIN agentkit_vectors v ON v.rowid = c.id WHERE c.document_id = ?",
+                (document_id,),
+            ).fetchall()
+        return {text: bytes(blob) for text, blob in rows}
+
     def counts(self) -> tuple[int, int]:
         """How many documents and chunks the index holds."""
         with self._errors():

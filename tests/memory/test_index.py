@@ -225,6 +225,25 @@ def test_adding_unchanged_text_again_does_not_embed(
     assert index.counts() == (1, 1)
 
 
+def test_an_edited_document_embeds_only_its_new_chunks(
+    index: MemoryIndex, engine: VectorEngine
+) -> None:
+    paragraphs = [" ".join(f"p{p}w{i}" for i in range(12)) for p in range(6)]
+    index.add("doc", "\n\n".join(paragraphs))
+    embedded = len(engine.embedded)
+    edited = "\n\n".join([*paragraphs, "zebras at the end"])
+    info = index.add("doc", edited)
+    new = engine.embedded[embedded:]
+    assert new and len(new) < info.chunk_count  # the chunks before the edit were reused
+    assert all("zebras" in text for text in new)
+    assert index.search("zebras", k=1)[0].position == info.chunk_count - 1
+    raw = sqlite3.connect(index.path)
+    assert raw.execute("SELECT count(*) FROM agentkit_vectors_rowids").fetchone() == (
+        info.chunk_count,
+    )
+    raw.close()
+
+
 def test_adding_an_id_again_replaces_the_document(index: MemoryIndex) -> None:
     index.add("doc", " ".join(["zebra"] * 40))
     index.add("doc", "kiwi")
