@@ -104,8 +104,8 @@ def test_chat_stream_approval_history_in_chromium(served: Served, browser: Any) 
     assert "Order A-1 shipped on Monday." in looked_up.text
     assert not any("All done" in t for t in texts(browser, ".msg.assistant"))
     approve[0].click()
-    final = wait_for(lambda: [t for t in texts(browser, ".msg.assistant") if "All done" in t])
-    assert "Refunded 20.00 on order A-1." in final[0]
+    final = "All done: Order A-1 shipped on Monday. | Refunded 20.00 on order A-1."
+    wait_for(lambda: final in texts(browser, ".msg.assistant"))  # streamed: wait for all of it
     assert "Refunded 20.00" in browser.find_element(
         By.CSS_SELECTOR, '[data-tool-call-id="call-refund"] .result').text  # fmt: skip
 
@@ -115,7 +115,7 @@ def test_chat_stream_approval_history_in_chromium(served: Served, browser: Any) 
     assert texts(browser, ".msg.user") == ["stream it", "refund order A-1"]
     assistant = texts(browser, ".msg.assistant")
     assert assistant[0] == "streaming word by word works"
-    assert any("All done" in t and "Refunded 20.00" in t for t in assistant)
+    assert final in assistant
     assert browser.find_elements(By.CSS_SELECTOR, '[data-tool-call-id="call-refund"] .result')
     assert not browser.find_elements(By.CSS_SELECTOR, "button.approve")
 
