@@ -3,7 +3,13 @@
 Needs the `web` extra (`pip install agentkit[web]`): the AG-UI protocol package.
 """
 
-from agentkit.web.agui import APPROVAL_RESPONSE_SCHEMA, AGUIMapper, agui_events, agui_sse
+from agentkit.web.agui import (
+    APPROVAL_RESPONSE_SCHEMA,
+    AGUIMapper,
+    agui_events,
+    agui_sse,
+    approval_interrupts,
+)
 from agentkit.web.agui_input import history_messages, resume_decisions
 from agentkit.web.limits import LimitExceeded, ModelQueue, RunSlot, UserLimits
 
@@ -16,6 +22,7 @@ __all__ = [
     "UserLimits",
     "agui_events",
     "agui_sse",
+    "approval_interrupts",
     "history_messages",
     "resume_decisions",
 ]
