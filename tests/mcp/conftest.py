@@ -24,7 +24,7 @@ EVERYTHING = (
 
 @pytest.fixture
 def anyio_backend() -> str:
-    return "asyncio"  # test_client.py runs its trio test explicitly
+    return "asyncio"  # test_mcp_client.py runs its trio test explicitly
 
 
 def toolbox_args() -> list[str]:
