@@ -8,6 +8,7 @@ records exactly what a model said.
 from __future__ import annotations
 
 import base64
+import contextvars
 import json
 import mimetypes
 import os
@@ -38,6 +39,13 @@ __all__ = [
     "new_call_id",
     "to_images",
 ]
+
+
+DECODING_STORED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "agentkit_decoding_stored", default=False
+)
+"""True while a session store decodes its own message JSON (memory/codec.py). A context
+variable, not pydantic's validation context, which ToolCall's own __init__ does not pass on."""
 
 
 def new_call_id() -> str:
@@ -186,6 +194,11 @@ class ToolCall(_Frozen):
     @field_validator("arguments", mode="before")
     @classmethod
     def _normalise_arguments(cls, value: Any) -> dict[str, Any] | str:
+        if isinstance(value, dict) and DECODING_STORED.get():
+            # A session store's own JSON, just parsed: a fresh dict within the parser's
+            # depth limit, so the copy and depth walk of decode_arguments would change nothing.
+            cleaned: dict[str, Any] = clean_value(value)
+            return cleaned
         return decode_arguments(value)
 
 

@@ -15,10 +15,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from agentkit.chat_dicts import call_names, coerce_messages
 from agentkit.errors import ConfigurationError, MessageTooLargeError, StoreCorruptedError
-from agentkit.messages import Message
+from agentkit.messages import DECODING_STORED, Message
 from agentkit.untrusted import UntrustedDataError, loads
 
-__all__ = ["decode_message", "decode_metadata", "encode_messages", "encode_metadata", "merged"]
+__all__ = ["decode_messages", "decode_metadata", "encode_messages", "encode_metadata", "merged"]
 
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
 
@@ -43,8 +43,19 @@ def encode_messages(
     return texts
 
 
-def decode_message(session_id: str, position: int, text: str | bytes) -> Message:
-    """A stored message; a row agentkit could not have written is `StoreCorruptedError`."""
+def decode_messages(
+    session_id: str, rows: Iterable[tuple[int, str | bytes]]
+) -> tuple[Message, ...]:
+    """Stored messages from (position, JSON) rows; a row agentkit could not have written is
+    `StoreCorruptedError`."""
+    token = DECODING_STORED.set(True)
+    try:
+        return tuple(_decoded(session_id, position, text) for position, text in rows)
+    finally:
+        DECODING_STORED.reset(token)
+
+
+def _decoded(session_id: str, position: int, text: str | bytes) -> Message:
     try:
         return _MESSAGE.validate_json(text)
     except ValidationError as error:

@@ -10,7 +10,7 @@ from typing import Any
 from agentkit.errors import SessionConflict, SessionExistsError, SessionNotFoundError
 from agentkit.messages import Message
 
-from .codec import decode_message, encode_messages, encode_metadata, merged
+from .codec import decode_messages, encode_messages, encode_metadata, merged
 from .sessions import (
     DEFAULT_MAX_MESSAGE_BYTES,
     BlockingStore,
@@ -68,7 +68,7 @@ class InMemoryStore(BlockingStore):
         check_session_id(session_id)
         check_revision(expected_revision)
         texts = encode_messages(session_id, messages, self.max_message_bytes)
-        added = tuple(decode_message(session_id, i, text) for i, text in enumerate(texts))
+        added = decode_messages(session_id, enumerate(texts))
         with self._lock:
             record = self._sessions.get(session_id)
             actual = 0 if record is None else record.revision

@@ -30,7 +30,7 @@ from agentkit.errors import (
 from agentkit.messages import Message
 from agentkit.portal import Portal
 
-from .codec import decode_message, decode_metadata, encode_messages, encode_metadata, merged
+from .codec import decode_messages, decode_metadata, encode_messages, encode_metadata, merged
 from .sessions import (
     DEFAULT_MAX_MESSAGE_BYTES,
     AsyncStore,
@@ -173,10 +173,8 @@ class PostgresStore(AsyncStore):
                 return Session(session_id)
             raise SessionNotFoundError(session_id)
         revision, metadata = rows[0][0], rows[0][1]
-        messages = tuple(
-            decode_message(session_id, position, body)
-            for _, _, position, body in rows
-            if position is not None
+        messages = decode_messages(
+            session_id, ((position, body) for _, _, position, body in rows if position is not None)
         )
         return Session(session_id, messages, revision, decode_metadata(session_id, metadata))
 
@@ -266,7 +264,7 @@ class PostgresStore(AsyncStore):
                     (session_id,),
                 )
             ).fetchall()
-            messages = tuple(decode_message(session_id, p, body) for p, body in rows)
+            messages = decode_messages(session_id, rows)
             kept = check_fork_point(messages, upto)
             stamp = now()
             created = await (

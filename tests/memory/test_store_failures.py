@@ -150,3 +150,49 @@ def test_close_releases_the_connections_of_every_loop(postgres_dsn: str) -> None
         assert connections() == 0
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        '{"role": "assistant", "tool_calls": [{"name": "f", "id": "c", "arguments": {"k": '
+        + "[" * 5000
+        + "]" * 5000
+        + "}}]}",
+        '{"role": "assistant", "tool_calls": [{"name": "f", "id": "c", "arguments": '
+        '{"k": "\\ud800"}}]}',
+        '{"role": "tool", "tool_call_id": "c", "content": 5}',
+    ],
+    ids=["nested too deep", "lone surrogate", "wrong type"],
+)
+def test_hostile_stored_rows_are_typed_errors(tmp_path: Path, row: str) -> None:
+    path = tmp_path / "s.db"
+    with SQLiteStore(path) as store:
+        store.append("s", [UserMessage(content="hi")], expected_revision=0)
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE agentkit_messages SET body = ?", (row,))
+    with SQLiteStore(path) as store, pytest.raises(StoreCorruptedError, match="message 0"):
+        store.load("s")
+
+
+def test_checkpoints_run_off_the_commit_path_and_close_is_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentkit.memory import sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_DELAY", 0.05)
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    revision = 0
+    for index in range(300):  # ~1.2 MB of log
+        revision = store.append("s", [UserMessage(content="x" * 4000 + str(index))],
+                                expected_revision=revision)  # fmt: skip
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < 1_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size > 1_000_000  # checkpointed into the file while still open
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < 5
+    with SQLiteStore(path) as store:
+        assert len(store.load("s").messages) == 300
