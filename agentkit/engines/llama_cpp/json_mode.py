@@ -80,18 +80,48 @@ def grammar_for(
     """
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    def gbnf(schema: Any) -> str:
+        return str(json_schema_to_gbnf(json.dumps(grammar_bounds(schema))))
+
     if not tools:
         if response_format is None:
             return f"root ::= {_TEXT_ANSWER}\n" if text_answer else None
-        return str(json_schema_to_gbnf(json.dumps(response_format.schema)))
-    calls = _renamed(json_schema_to_gbnf(json.dumps(tool_call_schema(tools))), "calls")
+        return gbnf(response_format.schema)
+    calls = _renamed(gbnf(tool_call_schema(tools)), "calls")
     if require_call:
         return f"root ::= calls-root\n{calls}\n"
     if response_format is None:
         answer = f"answer-root ::= {_TEXT_ANSWER}"
     else:
-        answer = _renamed(json_schema_to_gbnf(json.dumps(response_format.schema)), "answer")
+        answer = _renamed(gbnf(response_format.schema), "answer")
     return f"root ::= calls-root | answer-root\n{calls}\n{answer}\n"
+
+
+MAX_GRAMMAR_REPEAT = 64
+"""Largest length or item bound written into a grammar. llama.cpp expands a bound into that many
+copies of a rule and refuses large ones ("exceeds sane defaults"): a tool with
+`maxLength: 2000` made every prediction fail. Larger bounds are left out of the grammar; the
+tool's own validation still applies them to what the model wrote."""
+
+_REPEAT_BOUNDS = frozenset({"maxLength", "minLength", "maxItems", "minItems"})
+
+
+def grammar_bounds(schema: Any) -> Any:
+    """`schema` without length and item bounds over `MAX_GRAMMAR_REPEAT` (a copy)."""
+    if isinstance(schema, list):
+        return [grammar_bounds(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        key: grammar_bounds(value)
+        for key, value in schema.items()
+        if not (
+            key in _REPEAT_BOUNDS
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+            and value > MAX_GRAMMAR_REPEAT
+        )
+    }
 
 
 def _renamed(grammar: str, prefix: str) -> str:
