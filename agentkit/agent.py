@@ -330,8 +330,8 @@ class AsyncAgent:
                 cancel_token=cancel_token,
                 **{**self.act_options, **options},
             )
-        if persist.conflict is not None:
-            raise persist.conflict
+        if persist.failure is not None:
+            raise persist.failure
         if result.pending_approvals:
             await fire(on_event, ApprovalRequested(result.pending_approvals))
         await fire(on_event, RunFinished(result))
@@ -385,7 +385,9 @@ class _RoundPersister:
         self.on_event = on_event
         self.round = 0
         self.pending: list[Message] = []
-        self.conflict: SessionConflict | None = None
+        # A conflict or a store error: a callback's exception would be logged and the run go on
+        # unpersisted, so it is kept here, the run cancelled, and the error raised after.
+        self.failure: Exception | None = None
         self.scope: anyio.CancelScope | None = None
 
     async def on_message(self, message: Message) -> None:
@@ -395,15 +397,15 @@ class _RoundPersister:
 
     async def on_round_end(self, round_index: int) -> None:
         messages, self.pending = self.pending, []
-        if messages and self.conflict is None:
+        if messages and self.failure is None:
             with anyio.CancelScope(shield=True):  # a round is persisted whole or not at all
                 try:
                     self.revision = await self.store.aappend(
                         self.session_id, messages, expected_revision=self.revision
                     )
-                except SessionConflict as conflict:
-                    self.conflict = conflict
-            if self.conflict is not None:
+                except Exception as error:
+                    self.failure = error
+            if self.failure is not None:
                 assert self.scope is not None
                 self.scope.cancel()
                 return

@@ -355,3 +355,35 @@ def test_the_context_policy_trims_what_the_model_sees_and_keeps_summaries_in_the
         summarizing.act("u", f"u{turn}")
     stored = store.load("u").metadata[METADATA_KEY]
     assert "SUMMARY of the early turns" in str(stored)  # in the session, for every worker
+
+
+def test_a_store_that_fails_mid_run_ends_the_run_with_its_error(tmp_path: Path) -> None:
+    from agentkit.errors import SessionStoreError
+
+    class Failing(InMemoryStore):
+        appends = 0
+
+        async def aappend(self, session_id: str, messages: Any, *, expected_revision: int) -> int:
+            self.appends += 1
+            if self.appends == 2:  # the first round's commit: the disk is full, say
+                raise SessionStoreError("disk full")
+            return await super().aappend(session_id, messages, expected_revision=expected_revision)
+
+    store = Failing()
+    ran: list[str] = []
+
+    def lookup_once(order: str) -> str:
+        """Look up an order."""
+        ran.append(order)
+        return "shipped"
+
+    script = [
+        [ToolCall("lookup_once", {"order": "1"})],
+        [ToolCall("lookup_once", {"order": "2"})],
+        "x",
+    ]
+    agent = Agent(ScriptedModel(script), tools=[lookup_once], store=store)
+    with pytest.raises(SessionStoreError, match="disk full"):
+        agent.act("s", "go")
+    assert ran == ["1"]  # the run stopped at the round it could not persist
+    assert [m.content for m in store.load("s").messages] == ["go"]
