@@ -1,12 +1,13 @@
 """Chunking: a document cut into overlapping passages of at most N tokens.
 
 Text is split into pieces (a run of whitespace and the word after it, words cut at 32
-characters), each piece is counted with a token counter, and pieces are packed greedily into
-chunks. A chunk that fills up ends at the last paragraph break in its second half, if it has
-one, so passages keep whole paragraphs where they can; the next chunk starts `overlap_tokens`
-back. Counting the pieces one by one with a model's own tokenizer gives the model's count to
-within a token or two per chunk (BPE tokenizers split at whitespace first); without a model,
-`approximate_token_count` counts words and punctuation marks.
+characters, and cut further while one is over the budget), each piece is counted with a token
+counter, and pieces are packed greedily into chunks. A chunk that fills up ends at the last
+paragraph break in its second half, if it has one, so passages keep whole paragraphs where they
+can; the next chunk starts `overlap_tokens` back. Counting the pieces one by one with a model's
+own tokenizer gives the model's count to within a token or two per chunk (BPE tokenizers split
+at whitespace first); without a model, `approximate_token_count` counts words and punctuation
+marks.
 
 Chunks keep their character offsets in the document, so a citation can point at them.
 """
@@ -90,12 +91,14 @@ def chunk_text(
     counts one piece (see `split_pieces`; pass the pieces if you have them). Whitespace-only
     stretches make no chunk.
 
-    A single piece over the budget (a 32-character run some tokenizer spends more than
-    `chunk_tokens` tokens on) becomes a chunk of its own.
+    A piece over the budget (a run of up to 32 characters a tokenizer spends more than
+    `chunk_tokens` tokens on, such as punctuation) is cut in halves until its parts fit.
     """
     overlap_tokens = check_chunking(chunk_tokens, overlap_tokens)
-    parts = split_pieces(text) if pieces is None else list(pieces)
-    counts = [count_tokens(part) for part in parts]
+    parts: list[str] = []
+    counts: list[int] = []
+    for piece in split_pieces(text) if pieces is None else pieces:
+        _add_fitted(piece, count_tokens, chunk_tokens, parts, counts)
     offsets = [0]
     for part in parts:
         offsets.append(offsets[-1] + len(part))
@@ -120,6 +123,24 @@ def chunk_text(
             shared += counts[start]
         first = start
     return chunks
+
+
+def _add_fitted(
+    piece: str,
+    count_tokens: Callable[[str], int],
+    budget: int,
+    parts: list[str],
+    counts: list[int],
+) -> None:
+    """Append `piece` and its count, cut in halves while a part is over `budget` tokens."""
+    count = count_tokens(piece)
+    if count <= budget or len(piece) == 1:
+        parts.append(piece)
+        counts.append(count)
+        return
+    middle = len(piece) // 2
+    _add_fitted(piece[:middle], count_tokens, budget, parts, counts)
+    _add_fitted(piece[middle:], count_tokens, budget, parts, counts)
 
 
 def _append(chunks: list[Chunk], text: str, start: int, end: int, tokens: int) -> None:

@@ -46,6 +46,13 @@ def test_chunks_cover_the_text_within_budget(text: str, budget: int, data: st.Da
     assert starts == sorted(set(starts))  # every chunk moves forward
 
 
+def test_a_piece_over_the_budget_is_cut_until_it_fits() -> None:
+    text = "a.a.a..a." + " and " + "!" * 30  # runs of punctuation: a token a character
+    chunks = chunk_text(text, chunk_tokens=8, overlap_tokens=0)
+    assert all(chunk.tokens <= 8 for chunk in chunks)
+    assert "".join(chunk.text for chunk in chunks).replace(" ", "") == text.replace(" ", "")
+
+
 def test_consecutive_chunks_share_about_the_overlap() -> None:
     text = " ".join(f"w{i}" for i in range(200))
     chunks = chunk_text(text, chunk_tokens=40, overlap_tokens=10)
