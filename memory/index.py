@@ -30,9 +30,6 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
-
-import anyio.to_thread
 
 from agentkit.errors import (
     ConfigurationError,
@@ -42,6 +39,7 @@ from agentkit.errors import (
     InvalidDocumentError,
 )
 
+from .blocking import in_thread
 from .chunking import (
     DEFAULT_CHUNK_TOKENS,
     Chunk,
@@ -67,8 +65,6 @@ __all__ = [
     "reciprocal_rank_fusion",
 ]
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
 DEFAULT_MAX_DOCUMENT_CHARS = 4_000_000
 """Longest document `add` takes unless told otherwise (about a million tokens)."""
@@ -363,15 +359,15 @@ class MemoryIndex:
         metadata: Mapping[str, MetadataValue] | None = None,
     ) -> DocumentInfo:
         """`add` as a coroutine."""
-        plan = await _in_thread(self._plan, document_id, text, source, metadata)
+        plan = await in_thread(self._plan, document_id, text, source, metadata)
         if plan.unchanged:
-            return await _in_thread(self._keep, plan)
+            return await in_thread(self._keep, plan)
         pieces = split_pieces(plan.text)
         counter = await self._embedder.acounter(pieces)
         chunks = self._chunk(plan.text, counter, pieces)
-        known = await _in_thread(self._known_vectors, plan)
+        known = await in_thread(self._known_vectors, plan)
         new = await self._embedder.aembed(_missing(chunks, known))
-        return await _in_thread(self._write, plan, chunks, _vectors(chunks, known, new))
+        return await in_thread(self._write, plan, chunks, _vectors(chunks, known, new))
 
     async def aadd_embedded(
         self,
@@ -383,7 +379,7 @@ class MemoryIndex:
         metadata: Mapping[str, MetadataValue] | None = None,
     ) -> DocumentInfo:
         """`add_embedded` as a coroutine."""
-        return await _in_thread(
+        return await in_thread(
             self.add_embedded, document_id, chunks, vectors, source=source, metadata=metadata
         )
 
@@ -396,7 +392,7 @@ class MemoryIndex:
         metadata: Mapping[str, MetadataValue] | None = None,
     ) -> DocumentInfo:
         """`update` as a coroutine."""
-        current = await _in_thread(self._existing, document_id)
+        current = await in_thread(self._existing, document_id)
         if text is not None:
             return await self.aadd(
                 document_id,
@@ -404,23 +400,23 @@ class MemoryIndex:
                 source=current.source if source is None else source,
                 metadata=current.metadata if metadata is None else metadata,
             )
-        return await _in_thread(self._update_fields, current, source, metadata)
+        return await in_thread(self._update_fields, current, source, metadata)
 
     async def adelete(self, document_id: str) -> bool:
         """`delete` as a coroutine."""
-        return await _in_thread(self.delete, document_id)
+        return await in_thread(self.delete, document_id)
 
     async def aget(self, document_id: str) -> DocumentInfo | None:
         """`get` as a coroutine."""
-        return await _in_thread(self.get, document_id)
+        return await in_thread(self.get, document_id)
 
     async def adocuments(self, *, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
         """`documents` as a coroutine."""
-        return await _in_thread(self.documents, limit=limit, offset=offset)
+        return await in_thread(self.documents, limit=limit, offset=offset)
 
     async def acounts(self) -> tuple[int, int]:
         """`counts` as a coroutine."""
-        return await _in_thread(self.counts)
+        return await in_thread(self.counts)
 
     async def asearch(
         self,
@@ -439,11 +435,11 @@ class MemoryIndex:
             query_vector = (await self._embedder.aembed([query]))[0]
         else:
             query_vector = check_vectors([vector], 1, self.model)[0]
-        return await _in_thread(self._search, query, k, where, query_vector)
+        return await in_thread(self._search, query, k, where, query_vector)
 
     async def aclose(self) -> None:
         """`close` as a coroutine."""
-        await _in_thread(self.close)
+        await in_thread(self.close)
 
     async def __aenter__(self) -> MemoryIndex:
         return self
@@ -692,12 +688,3 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-async def _in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run blocking index work (SQLite) in a worker thread."""
-
-    def call() -> T:
-        return function(*args, **kwargs)
-
-    return await anyio.to_thread.run_sync(call)

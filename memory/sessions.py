@@ -14,17 +14,16 @@ Every store offers the same methods twice, like the rest of agentkit: blocking (
 
 from __future__ import annotations
 
-import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
-
-import anyio.to_thread
+from typing import Any, TypeVar
 
 from agentkit.errors import ConfigurationError
 from agentkit.messages import AssistantMessage, Message, ToolResultMessage
+
+from .blocking import in_thread
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -37,7 +36,6 @@ __all__ = [
     "check_session_id",
 ]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -238,20 +236,11 @@ class SessionStore(ABC):
         await self.aclose()
 
 
-def _in_thread(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
-    """A coroutine that runs blocking `function` in a worker thread."""
-
-    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs))
-
-    return run
-
-
 class BlockingStore(SessionStore):
     """A store implemented with blocking calls; its coroutines run them in worker threads."""
 
     async def aload(self, session_id: str, *, missing_ok: bool = False) -> Session:
-        return await _in_thread(self.load)(session_id, missing_ok=missing_ok)
+        return await in_thread(self.load, session_id, missing_ok=missing_ok)
 
     async def aappend(
         self,
@@ -260,26 +249,26 @@ class BlockingStore(SessionStore):
         *,
         expected_revision: int,
     ) -> int:
-        return await _in_thread(self.append)(
-            session_id, list(messages), expected_revision=expected_revision
+        return await in_thread(
+            self.append, session_id, list(messages), expected_revision=expected_revision
         )
 
     async def alist_sessions(self, *, limit: int = 100, offset: int = 0) -> list[SessionInfo]:
-        return await _in_thread(self.list_sessions)(limit=limit, offset=offset)
+        return await in_thread(self.list_sessions, limit=limit, offset=offset)
 
     async def adelete(self, session_id: str) -> bool:
-        return await _in_thread(self.delete)(session_id)
+        return await in_thread(self.delete, session_id)
 
     async def afork(
         self, session_id: str, new_session_id: str, *, upto: int | None = None
     ) -> Session:
-        return await _in_thread(self.fork)(session_id, new_session_id, upto=upto)
+        return await in_thread(self.fork, session_id, new_session_id, upto=upto)
 
     async def aupdate_metadata(self, session_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        return await _in_thread(self.update_metadata)(session_id, dict(values))
+        return await in_thread(self.update_metadata, session_id, dict(values))
 
     async def aclose(self) -> None:
-        await _in_thread(self.close)()
+        await in_thread(self.close)
 
 
 class AsyncStore(SessionStore):
