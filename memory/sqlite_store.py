@@ -18,6 +18,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -125,7 +126,7 @@ class SQLiteStore(BlockingStore):
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
             try:
-                connection.execute("PRAGMA journal_mode=WAL")
+                self._use_wal(connection)
                 connection.execute("PRAGMA synchronous=NORMAL")
                 # Checkpoints (which fsync) run on the store's own thread, not in a commit.
                 connection.execute("PRAGMA wal_autocheckpoint=0")
@@ -137,6 +138,20 @@ class SQLiteStore(BlockingStore):
             self._connections.append(connection)
         self._local.connection = connection
         return connection
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (it stays so). Switching needs the file to itself, and
+        SQLite answers "locked" at once, without its busy handler, while another process opens
+        the same new file: so retry until `busy_timeout`."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
