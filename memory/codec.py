@@ -18,9 +18,31 @@ from agentkit.errors import ConfigurationError, MessageTooLargeError, StoreCorru
 from agentkit.messages import DECODING_STORED, Message
 from agentkit.untrusted import UntrustedDataError, loads
 
-__all__ = ["decode_messages", "decode_metadata", "encode_messages", "encode_metadata", "merged"]
+from .sessions import check_revision, check_session_id
+
+__all__ = [
+    "decode_messages",
+    "decode_metadata",
+    "encode_messages",
+    "encode_metadata",
+    "encode_round",
+    "merged",
+]
 
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
+
+
+def encode_round(
+    session_id: str,
+    messages: Iterable[Message | Mapping[str, Any]],
+    expected_revision: int,
+    limit: int,
+) -> list[str]:
+    """What every store checks before an append: the id, the revision, and each message's
+    JSON text (see `encode_messages`)."""
+    check_session_id(session_id)
+    check_revision(expected_revision)
+    return encode_messages(session_id, messages, limit)
 
 
 def encode_messages(

@@ -10,7 +10,7 @@ from typing import Any
 from agentkit.errors import SessionConflict, SessionExistsError, SessionNotFoundError
 from agentkit.messages import Message
 
-from .codec import decode_messages, encode_messages, encode_metadata, merged
+from .codec import decode_messages, encode_metadata, encode_round, merged
 from .sessions import (
     DEFAULT_MAX_MESSAGE_BYTES,
     BlockingStore,
@@ -18,7 +18,6 @@ from .sessions import (
     SessionInfo,
     check_fork_point,
     check_limit,
-    check_revision,
     check_session_id,
     now,
 )
@@ -65,9 +64,7 @@ class InMemoryStore(BlockingStore):
         *,
         expected_revision: int,
     ) -> int:
-        check_session_id(session_id)
-        check_revision(expected_revision)
-        texts = encode_messages(session_id, messages, self.max_message_bytes)
+        texts = encode_round(session_id, messages, expected_revision, self.max_message_bytes)
         added = decode_messages(session_id, enumerate(texts))
         with self._lock:
             record = self._sessions.get(session_id)

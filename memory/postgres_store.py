@@ -30,7 +30,7 @@ from agentkit.errors import (
 from agentkit.messages import Message
 from agentkit.portal import Portal
 
-from .codec import decode_messages, decode_metadata, encode_messages, encode_metadata, merged
+from .codec import decode_messages, decode_metadata, encode_metadata, encode_round, merged
 from .sessions import (
     DEFAULT_MAX_MESSAGE_BYTES,
     AsyncStore,
@@ -38,7 +38,6 @@ from .sessions import (
     SessionInfo,
     check_fork_point,
     check_limit,
-    check_revision,
     check_session_id,
     now,
 )
@@ -185,9 +184,7 @@ class PostgresStore(AsyncStore):
         *,
         expected_revision: int,
     ) -> int:
-        check_session_id(session_id)
-        check_revision(expected_revision)
-        texts = encode_messages(session_id, messages, self.max_message_bytes)
+        texts = encode_round(session_id, messages, expected_revision, self.max_message_bytes)
         stamp = now()
         async with self._transaction() as db:
             if expected_revision == 0:

@@ -33,7 +33,7 @@ from agentkit.errors import (
 )
 from agentkit.messages import Message
 
-from .codec import decode_messages, decode_metadata, encode_messages, encode_metadata, merged
+from .codec import decode_messages, decode_metadata, encode_metadata, encode_round, merged
 from .sessions import (
     DEFAULT_MAX_MESSAGE_BYTES,
     BlockingStore,
@@ -41,7 +41,6 @@ from .sessions import (
     SessionInfo,
     check_fork_point,
     check_limit,
-    check_revision,
     check_session_id,
     now,
 )
@@ -246,9 +245,7 @@ class SQLiteStore(BlockingStore):
         *,
         expected_revision: int,
     ) -> int:
-        check_session_id(session_id)
-        check_revision(expected_revision)
-        texts = encode_messages(session_id, messages, self.max_message_bytes)
+        texts = encode_round(session_id, messages, expected_revision, self.max_message_bytes)
         with self._write() as db:
             row = db.execute(
                 "SELECT revision, message_count FROM agentkit_sessions WHERE id = ?",
