@@ -38,6 +38,7 @@ from agentkit.observe import RunInfo, RunTrace, get_observer
 from agentkit.portal import on_portal_loop
 from agentkit.prediction import PredictionCallbacks, RoundPrediction, run_prediction
 from agentkit.results import ActResult, PredictionResult, RoundRecord, StopReason, Usage
+from agentkit.steps import DIRECT, StepRunner
 from agentkit.structured import OutputFormat, OutputInvalid
 from agentkit.tool_round import (
     InvalidRequestHandler,
@@ -84,6 +85,7 @@ class ActOptions:
     cancel_token: CancelToken | None = None
     context: ContextPolicy | None = None
     approval: ApprovalPolicy | None = None
+    steps: StepRunner = DIRECT
 
     def __post_init__(self) -> None:
         if self.max_prediction_rounds is not None and self.max_prediction_rounds < 1:
@@ -239,9 +241,15 @@ class _Run:
 
     async def predict(self, request: PredictionRequest) -> RoundPrediction:
         self.trace.prediction_started(request)
-        try:
-            predicted = await run_prediction(
+
+        async def prediction() -> RoundPrediction:
+            return await run_prediction(
                 self.engine, self.identifier, self.model_name, request, self.callbacks.stream
+            )
+
+        try:
+            predicted = await self.options.steps.run(
+                f"prediction {request.round_index}", prediction
             )
         except BaseException as error:
             self.trace.prediction_ended(None, error)
@@ -262,6 +270,7 @@ class _Run:
             # was given: it could not cut an inline tool short.
             inline=self.options.cancel_token is None and on_portal_loop(),
             hold=None if final_round else self.needs_approval,
+            steps=self.options.steps,
         )
         assistant = predicted.result.message
         feedback: list[Message] = []

@@ -34,6 +34,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,9 +72,10 @@ from agentkit.errors import (
 from agentkit.handles import LLM, AsyncLLM
 from agentkit.memory.context import ContextPolicy
 from agentkit.memory.in_memory import InMemoryStore
-from agentkit.memory.sessions import SessionStore, check_session_id
+from agentkit.memory.sessions import Session, SessionStore, check_session_id
 from agentkit.messages import Message, SystemMessage, ToolResultMessage, UserMessage
 from agentkit.results import ActResult, PredictionFragment, PredictionResult
+from agentkit.steps import DIRECT, StepRunner
 from agentkit.tool_round import run_tool_calls
 from agentkit.tools.toolset import ToolLike, Toolset, as_tool
 
@@ -153,15 +155,21 @@ class AsyncAgent:
         *,
         on_event: EventHandler | None = None,
         cancel_token: CancelToken | None = None,
+        steps: StepRunner | None = None,
         **options: Any,
     ) -> ActResult:
-        """Add `message` to the session, run act() on it, persist each round; the ActResult."""
+        """Add `message` to the session, run act() on it, persist each round; the ActResult.
+
+        `steps` (see act()) also runs the Agent's store reads and writes; `agentkit.durable`
+        records them all, so a run resumed after a crash neither redoes nor repeats any.
+        """
         check_session_id(session_id)
         user = _user_message(message)
+        store = _StoreSteps(self.store, session_id, steps)
         async with self._session(session_id):
             await fire(on_event, RunStarted(session_id))
-            history, revision = await self._claim(session_id, user)
-            return await self._run(session_id, history, revision, on_event, cancel_token, options)
+            history, revision = await self._claim(store, user)
+            return await self._run(store, history, revision, on_event, cancel_token, options)
 
     async def resume(
         self,
@@ -170,20 +178,20 @@ class AsyncAgent:
         *,
         on_event: EventHandler | None = None,
         cancel_token: CancelToken | None = None,
+        steps: StepRunner | None = None,
         **options: Any,
     ) -> ActResult:
         """Decide on the calls a paused run waits for, run the approved ones, and go on."""
         check_session_id(session_id)
+        store = _StoreSteps(self.store, session_id, steps)
         async with self._session(session_id):
-            session = await self.store.aload(session_id)
+            session = await store.load(missing_ok=False)
             decided = checked_decisions(pending_calls(session.messages), decisions, self.toolset)
             await fire(on_event, RunStarted(session_id, resumed=True))
-            results = await self._execute(decided, on_event)
-            revision = await self.store.aappend(
-                session_id, results, expected_revision=session.revision
-            )
+            results = await self._execute(decided, on_event, store.steps)
+            revision = await store.append(results, session.revision, "approved calls")
             history = (*session.messages, *results)
-            return await self._run(session_id, history, revision, on_event, cancel_token, options)
+            return await self._run(store, history, revision, on_event, cancel_token, options)
 
     async def stream(
         self, session_id: str, message: str | UserMessage, **options: Any
@@ -250,17 +258,17 @@ class AsyncAgent:
     def _session(self, session_id: str) -> _SessionGuard:
         return _SessionGuard(self._locks, session_id)
 
-    async def _claim(self, session_id: str, user: UserMessage) -> tuple[tuple[Message, ...], int]:
+    async def _claim(
+        self, store: _StoreSteps, user: UserMessage
+    ) -> tuple[tuple[Message, ...], int]:
         """Commit the user message alone; retried on a conflict, as nothing has run yet."""
         for attempt in range(self.conflict_retries + 1):
-            session = await self.store.aload(session_id, missing_ok=True)
+            session = await store.load(missing_ok=True)
             waiting = pending_calls(session.messages)
             if waiting:
-                raise ApprovalPendingError(session_id, [call.id for call in waiting])
+                raise ApprovalPendingError(store.session_id, [call.id for call in waiting])
             try:
-                revision = await self.store.aappend(
-                    session_id, [user], expected_revision=session.revision
-                )
+                revision = await store.append([user], session.revision, "user message")
             except SessionConflict:
                 if attempt == self.conflict_retries:
                     raise
@@ -269,13 +277,13 @@ class AsyncAgent:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _execute(
-        self, decided: list[tuple[Any, Decision]], on_event: EventHandler | None
+        self, decided: list[tuple[Any, Decision]], on_event: EventHandler | None, steps: StepRunner
     ) -> list[ToolResultMessage]:
         approved = [call for call, decision in decided if not isinstance(decision, Deny)]
         for call in approved:
             await fire(on_event, ToolCallStarted(call, -1))
         outcomes = await run_tool_calls(
-            approved, self.toolset, final_round=False, max_parallel=None, handler=None
+            approved, self.toolset, final_round=False, max_parallel=None, handler=None, steps=steps
         )
         by_id = {outcome.call.id: outcome.message() for outcome in outcomes}
         results = []
@@ -292,14 +300,15 @@ class AsyncAgent:
 
     async def _run(
         self,
-        session_id: str,
+        store: _StoreSteps,
         history: tuple[Message, ...],
         revision: int,
         on_event: EventHandler | None,
         cancel_token: CancelToken | None,
         options: Mapping[str, Any],
     ) -> ActResult:
-        persist = _RoundPersister(self.store, session_id, revision, on_event)
+        persist = _RoundPersister(store, revision, on_event)
+        session_id = store.session_id
         chat_messages: list[Message] = list(history)
         if self.instructions:
             chat_messages.insert(0, SystemMessage(content=self.instructions))
@@ -328,6 +337,7 @@ class AsyncAgent:
                 on_prediction_fragment=on_fragment if on_event is not None else None,
                 on_prediction_completed=on_prediction if on_event is not None else None,
                 cancel_token=cancel_token,
+                steps=store.steps,
                 **{**self.act_options, **options},
             )
         if persist.failure is not None:
@@ -372,15 +382,8 @@ class _SessionGuard:
 class _RoundPersister:
     """act() callbacks that append each committed round to the store as it ends."""
 
-    def __init__(
-        self,
-        store: SessionStore,
-        session_id: str,
-        revision: int,
-        on_event: EventHandler | None,
-    ) -> None:
+    def __init__(self, store: _StoreSteps, revision: int, on_event: EventHandler | None) -> None:
         self.store = store
-        self.session_id = session_id
         self.revision = revision
         self.on_event = on_event
         self.round = 0
@@ -400,8 +403,8 @@ class _RoundPersister:
         if messages and self.failure is None:
             with anyio.CancelScope(shield=True):  # a round is persisted whole or not at all
                 try:
-                    self.revision = await self.store.aappend(
-                        self.session_id, messages, expected_revision=self.revision
+                    self.revision = await self.store.append(
+                        messages, self.revision, f"round {round_index}"
                     )
                 except Exception as error:
                     self.failure = error
@@ -411,6 +414,47 @@ class _RoundPersister:
                 return
         await fire(self.on_event, RoundFinished(round_index, self.revision))
         self.round = round_index + 1
+
+
+class _StoreSteps:
+    """The Agent's reads and writes of one session, each run as a step of `steps`.
+
+    Recorded steps make a write's outcome replayable, but a crash can still fall between the
+    store's commit and the record of it: the replayed write then finds its own messages already
+    there (a conflict at exactly the revision it would have made) and counts that as done.
+    """
+
+    __slots__ = ("recording", "session_id", "steps", "store")
+
+    def __init__(self, store: SessionStore, session_id: str, steps: StepRunner | None) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.steps = DIRECT if steps is None else steps
+        self.recording = steps is not None and steps is not DIRECT
+
+    async def load(self, *, missing_ok: bool) -> Session:
+        async def load() -> Session:
+            return await self.store.aload(self.session_id, missing_ok=missing_ok)
+
+        return await self.steps.run("load session", load)
+
+    async def append(self, messages: Sequence[Message], expected: int, what: str) -> int:
+        async def append() -> int:
+            try:
+                return await self.store.aappend(
+                    self.session_id, messages, expected_revision=expected
+                )
+            except SessionConflict:
+                if self.recording and await self._already_committed(messages, expected):
+                    return expected + 1
+                raise
+
+        return await self.steps.run(f"commit {what}", append)
+
+    async def _already_committed(self, messages: Sequence[Message], expected: int) -> bool:
+        stored = await self.store.aload(self.session_id, missing_ok=True)
+        tail = stored.messages[len(stored.messages) - len(messages) :]
+        return stored.revision == expected + 1 and list(tail) == list(messages)
 
 
 class Agent:

@@ -18,7 +18,24 @@ if TYPE_CHECKING:
 
 
 class AgentkitError(Exception):
-    """Base class of every error agentkit raises."""
+    """Base class of every error agentkit raises.
+
+    Errors pickle whatever their constructor takes (a durable run records them), keeping their
+    message and attributes; the `__cause__` chain is not kept, as for any pickled exception.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(
+    cls: type[AgentkitError], args: tuple[Any, ...], state: dict[str, Any]
+) -> AgentkitError:
+    # Subclasses' __init__ take other arguments than the message they pass on: skip them.
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigurationError(AgentkitError, ValueError):

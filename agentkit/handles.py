@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from agentkit.act import ActCallbacks, ActOptions, run_act
+from agentkit.steps import DIRECT, StepRunner
 from agentkit.approval import ApprovalPolicy
 from agentkit.cancel import CancelToken
 from agentkit.chat import Chat, Message
@@ -71,6 +72,7 @@ class AsyncLLM(AsyncModelHandle):
         cancel_token: CancelToken | None = None,
         context: ContextPolicy | None = None,
         approval: ApprovalPolicy | None = None,
+        steps: StepRunner | None = None,
     ) -> ActResult:
         """Run a ReAct loop: predict, run the requested tools in parallel, repeat until done.
 
@@ -97,6 +99,8 @@ class AsyncLLM(AsyncModelHandle):
                 `requires_approval=True`) is not run: the run stops after committing the
                 round, with `stop_reason="approval_required"` and the call in
                 `pending_approvals` (the `Agent` runtime resumes such runs).
+            steps: runs each prediction and tool call; `agentkit.durable` passes one that
+                records them so a crashed run resumes without redoing them.
 
         Raises:
             ToolRetriesExceededError: a tool kept failing past its retry budget.
@@ -113,6 +117,7 @@ class AsyncLLM(AsyncModelHandle):
             cancel_token=cancel_token,
             context=context,
             approval=approval,
+            steps=DIRECT if steps is None else steps,
         )
         callbacks = ActCallbacks(
             on_message=on_message,

@@ -30,6 +30,7 @@ from agentkit.errors import (
 from agentkit.messages import ToolCall, ToolResultMessage
 from agentkit.observe import NO_TRACE, RunTrace
 from agentkit.results import ToolCallRecord
+from agentkit.steps import DIRECT, StepRunner
 from agentkit.tools.signature import BoundArguments
 from agentkit.tools.tool import Tool, render_result
 from agentkit.tools.toolset import Toolset
@@ -83,13 +84,14 @@ async def run_tool_calls(
     trace: RunTrace = NO_TRACE,
     inline: bool = False,
     hold: Callable[[ToolCall], bool] | None = None,
+    steps: StepRunner = DIRECT,
 ) -> list[ToolCallOutcome]:
     """Run the calls (sequential tools alone, the rest concurrently); outcomes in call order.
 
     `inline` allows a fast sync tool to run in this thread when it is its batch's one call
     (see `Tool`): the caller sets it when nothing else is lost by that (the sync API, no
     cancel token). A valid call for which `hold(call)` is true is not run but marked `held`
-    (it waits for approval).
+    (it waits for approval). Each execution is one of `steps`, named after its call.
     """
     outcomes = [ToolCallOutcome(call, toolset.get(call.name)) for call in calls]
     runnable: list[tuple[ToolCallOutcome, BoundArguments]] = []
@@ -102,11 +104,11 @@ async def run_tool_calls(
     limiter = anyio.CapacityLimiter(max_parallel) if max_parallel else None
     for batch in _batches(runnable):
         if len(batch) == 1:
-            await _execute(*batch[0], limiter, trace, inline)
+            await _execute(*batch[0], limiter, trace, inline, steps)
             continue
         async with anyio.create_task_group() as group:
             for outcome, bound in batch:
-                group.start_soon(_execute, outcome, bound, limiter, trace, False)
+                group.start_soon(_execute, outcome, bound, limiter, trace, False, steps)
     for outcome in outcomes:
         if not outcome.executed and not outcome.held:
             trace.tool_call_rejected(outcome)
@@ -172,22 +174,32 @@ async def _execute(
     limiter: anyio.CapacityLimiter | None,
     trace: RunTrace,
     inline: bool,
+    steps: StepRunner,
 ) -> None:
     tool = outcome.tool
     assert tool is not None  # only validated calls get here
     outcome.executed = True
+
+    async def execution() -> _Execution:
+        return await _execute_now(tool, bound, inline)
+
+    async def execute() -> None:
+        with trace.tool_call(outcome):  # the span ends with the outcome filled in
+            done = await steps.run(f"tool {outcome.call.id}", execution)
+            outcome.content, outcome.error, outcome.duration_seconds = done
+
     if limiter is not None:
         async with limiter:
-            with trace.tool_call(outcome):
-                await _execute_now(outcome, tool, bound, inline)
+            await execute()
     else:
-        with trace.tool_call(outcome):
-            await _execute_now(outcome, tool, bound, inline)
+        await execute()
 
 
-async def _execute_now(
-    outcome: ToolCallOutcome, tool: Tool[..., Any], bound: BoundArguments, allowed: bool
-) -> None:
+_Execution: TypeAlias = tuple[str, InvalidToolRequest | None, float]
+"""What running a call produced: the result's text, or the error; and how long it took."""
+
+
+async def _execute_now(tool: Tool[..., Any], bound: BoundArguments, allowed: bool) -> _Execution:
     inline = tool.runs_inline(allowed)
     started = time.perf_counter()
     try:
@@ -197,11 +209,11 @@ async def _execute_now(
             with anyio.move_on_after(tool.timeout) as scope:
                 value = await tool.run(bound, inline=inline)
             if scope.cancelled_caught:
-                outcome.error = ToolTimeoutError(tool.name, tool.timeout)
-                return
-        outcome.content = render_result(value)
+                error = ToolTimeoutError(tool.name, tool.timeout)
+                return "", error, time.perf_counter() - started
+        return render_result(value), None, time.perf_counter() - started
     except InvalidToolRequest as error:
-        outcome.error = error
+        return "", error, time.perf_counter() - started
     except BaseException as error:
         # Whatever a tool raises (KeyboardInterrupt, SystemExit, its own CancelledError...) is
         # the tool's failure; only the loop cancelling this task ends the run.
@@ -209,9 +221,7 @@ async def _execute_now(
             raise
         failure = ToolExecutionError(tool.name, error)
         failure.__cause__ = error
-        outcome.error = failure
-    finally:
-        outcome.duration_seconds = time.perf_counter() - started
+        return "", failure, time.perf_counter() - started
 
 
 def _is_ctrl_c(error: BaseException) -> bool:

@@ -1,0 +1,237 @@
+"""`Runtime`: agentkit's durable runs on DBOS, in one process or many.
+
+One Runtime per process (DBOS is a process-wide library). Create it, create the durable agents
+and loops with the same names in every process, then `launch()`: runs a crashed process left
+unfinished continue from their last recorded step.
+
+- A path or `sqlite:///...` URL (the default, `agentkit-runs.sqlite`): DBOS's state in one
+  SQLite file beside your data; one worker process, which on restart resumes what it left.
+- A `postgresql://` URL: any number of worker processes on any machines share it. Runs go
+  through one DBOS queue per agent with `concurrency` runs at a time per worker (one loaded
+  model per worker); a worker that dies has its runs taken over by a live one (see `liveness`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from dbos import DBOS, DBOSConfig, SetWorkflowID
+
+from agentkit.errors import ConfigurationError
+
+from . import registry, workflows
+from .liveness import EXECUTOR_PREFIX, Liveness
+
+if TYPE_CHECKING:
+    from dbos import Queue
+
+    from agentkit.agent import Agent, AsyncAgent
+    from agentkit.handles import LLM, AsyncLLM
+    from agentkit.tools.toolset import ToolLike
+
+    from .agent import DurableAgent
+    from .loop import DurableLoop
+
+__all__ = ["Runtime"]
+
+R = TypeVar("R")
+_SCHEMA = "dbos"
+
+
+def _database_url(database: str | os.PathLike[str]) -> str:
+    text = os.fspath(database)
+    if text.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        return text
+    if "://" in text:
+        raise ConfigurationError(
+            f"a durable runtime's database is a file path, sqlite:/// or postgresql:// URL, "
+            f"got {text!r}"
+        )
+    return f"sqlite:///{Path(text).resolve()}"
+
+
+class Runtime:
+    """Durable runs for this process (see the module docstring).
+
+    Args:
+        database: where DBOS keeps runs: a SQLite path (default) or a Postgres URL.
+        executor_id: this worker's name in the database. Default: `local` on SQLite (so a
+            restart finds its runs), a fresh `agentkit-...` id on Postgres.
+        queue: route runs through a DBOS queue (default: on Postgres only; one process needs
+            none, and starting directly saves the queue's polling delay).
+        poll_interval: how often workers poll the queue, in seconds.
+        liveness_interval: how often a Postgres worker looks for dead workers' runs.
+        name: the DBOS application name; processes that share work share it.
+    """
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str] = "agentkit-runs.sqlite",
+        *,
+        executor_id: str | None = None,
+        queue: bool | None = None,
+        poll_interval: float = 0.05,
+        liveness_interval: float = 1.0,
+        name: str = "agentkit",
+    ) -> None:
+        self.url = _database_url(database)
+        self.postgres = not self.url.startswith("sqlite:")
+        self.queue = self.postgres if queue is None else queue
+        if executor_id is None:
+            executor_id = f"{EXECUTOR_PREFIX}{uuid.uuid4().hex[:12]}" if self.postgres else "local"
+        self.executor_id = executor_id
+        self.poll_interval = poll_interval
+        self.liveness_interval = liveness_interval
+        self.name = name
+        self.launched = False
+        self._queues: dict[str, int] = {}
+        self._liveness: Liveness | None = None
+        self._stopped = threading.Event()
+
+    # -- what runs durably ---------------------------------------------------------------------
+
+    def agent(self, name: str, agent: Agent | AsyncAgent, *, concurrency: int = 1) -> DurableAgent:
+        """`agent` with durable `act`/`resume`; `concurrency`: its runs at once per worker."""
+        from .agent import DurableAgent
+
+        durable = DurableAgent(self, name, agent)
+        self._register(name, durable, concurrency)
+        return durable
+
+    def loop(
+        self,
+        name: str,
+        model: LLM | AsyncLLM,
+        tools: Iterable[ToolLike] | None = None,
+        *,
+        concurrency: int = 1,
+        **act_options: Any,
+    ) -> DurableLoop:
+        """act() on `model` with `tools` and `act_options`, durable (see `DurableLoop`)."""
+        from .loop import DurableLoop
+
+        durable = DurableLoop(self, name, model, tools, act_options)
+        self._register(name, durable, concurrency)
+        return durable
+
+    def _register(self, name: str, target: DurableAgent | DurableLoop, concurrency: int) -> None:
+        if self.launched:
+            raise ConfigurationError(
+                f"create durable agent {name!r} before Runtime.launch(): launch resumes the "
+                "runs a crash left, and they must find their agent"
+            )
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency is at least 1, got {concurrency}")
+        registry.register(name, target)
+        self._queues[name] = concurrency
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def launch(self) -> Runtime:
+        """Start DBOS: resume unfinished runs, and on Postgres take queued and orphaned ones."""
+        if self.launched:
+            raise ConfigurationError("this Runtime is launched already")
+        assert workflows.agent_act is not None  # registered with DBOS when imported
+        config: DBOSConfig = {
+            "name": self.name,
+            "system_database_url": self.url,
+            "executor_id": self.executor_id,
+            "log_level": os.environ.get("AGENTKIT_DBOS_LOG_LEVEL", "WARNING"),
+        }
+        DBOS(config=config)
+        DBOS.launch()
+        self.launched = True
+        for name, concurrency in self._queues.items():
+            DBOS.register_queue(
+                _queue_name(name),
+                worker_concurrency=concurrency,
+                polling_interval_sec=self.poll_interval,
+                on_conflict="always_update",
+            )
+        if self.postgres:
+            self._liveness = Liveness(
+                self.url.replace("postgres://", "postgresql://", 1),
+                self.executor_id,
+                self.liveness_interval,
+                _SCHEMA,
+                DBOS._recover_pending_workflows,  # no public API recovers another executor's
+            )
+            self._liveness.start()
+        return self
+
+    def recover_dead_workers(self) -> list[str]:
+        """Take over the runs of every dead worker now (Postgres); their executor ids."""
+        if self._liveness is None:
+            return []
+        return self._liveness.sweep()
+
+    def serve(self) -> None:
+        """Block, working on queued runs, until `shutdown()` (from another thread or a signal)."""
+        self._stopped.wait()
+
+    def shutdown(self) -> None:
+        """Stop DBOS and forget this process's durable agents; unfinished runs stay recorded."""
+        self._stopped.set()
+        if self._liveness is not None:
+            self._liveness.close()
+            self._liveness = None
+        if self.launched:
+            DBOS.destroy(destroy_registry=False)
+            self.launched = False
+        registry.reset()
+
+    def __enter__(self) -> Runtime:
+        return self if self.launched else self.launch()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # -- starting runs -------------------------------------------------------------------------
+
+    def _check_launched(self) -> None:
+        if not self.launched:
+            raise ConfigurationError("call Runtime.launch() before running durable agents")
+
+    def start(
+        self, name: str, run_id: str, workflow: Callable[..., Coroutine[Any, Any, R]], *args: Any
+    ) -> R:
+        """Start (or join, if `run_id` exists) a run and wait for its result."""
+        self._check_launched()
+        with SetWorkflowID(run_id):
+            if self.queue:
+                handle = self._queue(name).enqueue(workflow, *args)
+            else:
+                handle = DBOS.start_workflow(workflow, *args)
+        return cast(R, handle.get_result())
+
+    async def astart(
+        self, name: str, run_id: str, workflow: Callable[..., Coroutine[Any, Any, R]], *args: Any
+    ) -> R:
+        """`start`, for the event loop."""
+        self._check_launched()
+        with SetWorkflowID(run_id):
+            if self.queue:
+                handle = await self._queue(name).enqueue_async(workflow, *args)
+            else:
+                handle = await DBOS.start_workflow_async(workflow, *args)
+        return await handle.get_result()
+
+    def _queue(self, name: str) -> Queue:
+        queue = DBOS.retrieve_queue(_queue_name(name))
+        assert queue is not None  # registered at launch
+        return queue
+
+
+def _queue_name(name: str) -> str:
+    return f"agentkit:{name}"
