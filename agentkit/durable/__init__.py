@@ -15,7 +15,8 @@ call runs twice and no recorded prediction is recomputed. Needs `pip install age
 from __future__ import annotations
 
 from .agent import DurableAgent
+from .evaluation import DurableEvaluation
 from .loop import DurableLoop
 from .runtime import Runtime
 
-__all__ = ["DurableAgent", "DurableLoop", "Runtime"]
+__all__ = ["DurableAgent", "DurableEvaluation", "DurableLoop", "Runtime"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -25,8 +25,8 @@ from dbos import DBOS, DBOSConfig, SetWorkflowID
 
 from agentkit.errors import ConfigurationError
 
-from . import registry, workflows
-from .liveness import EXECUTOR_PREFIX, Liveness
+from . import evaluation, registry, workflows  # noqa: F401 (importing registers workflows)
+from .liveness import EXECUTOR_PREFIX, ExecutorLocks, FileLocks, Liveness, PostgresLocks
 
 if TYPE_CHECKING:
     from dbos import Queue
@@ -34,14 +34,16 @@ if TYPE_CHECKING:
     from agentkit.agent import Agent, AsyncAgent
     from agentkit.handles import LLM, AsyncLLM
     from agentkit.tools.toolset import ToolLike
+    from agentkit.tracing.evaluation.evaluate import Agent as Agent_
+    from agentkit.tracing.evaluation.scorers import Scorer
 
     from .agent import DurableAgent
+    from .evaluation import DurableEvaluation
     from .loop import DurableLoop
 
 __all__ = ["Runtime"]
 
 R = TypeVar("R")
-_SCHEMA = "dbos"
 
 
 def _database_url(database: str | os.PathLike[str]) -> str:
@@ -61,13 +63,17 @@ class Runtime:
 
     Args:
         database: where DBOS keeps runs: a SQLite path (default) or a Postgres URL.
-        executor_id: this worker's name in the database. Default: `local` on SQLite (so a
-            restart finds its runs), a fresh `agentkit-...` id on Postgres.
+        executor_id: this worker's name in the database. Default: `local` on SQLite (one
+            process, which on restart finds its runs), a fresh `agentkit-...` id on Postgres.
+            Workers with `agentkit-...` ids take over the runs of those that died (on SQLite:
+            processes on one machine, e.g. `agentkit eval --workers N`).
         queue: route runs through a DBOS queue (default: on Postgres only; one process needs
             none, and starting directly saves the queue's polling delay).
         poll_interval: how often workers poll the queue, in seconds.
         liveness_interval: how often a Postgres worker looks for dead workers' runs.
         name: the DBOS application name; processes that share work share it.
+        work: run queued runs in this process; False for one that only enqueues and waits
+            (a web front end, the process merging a distributed evaluation).
     """
 
     def __init__(
@@ -79,6 +85,7 @@ class Runtime:
         poll_interval: float = 0.05,
         liveness_interval: float = 1.0,
         name: str = "agentkit",
+        work: bool = True,
     ) -> None:
         self.url = _database_url(database)
         self.postgres = not self.url.startswith("sqlite:")
@@ -89,6 +96,7 @@ class Runtime:
         self.poll_interval = poll_interval
         self.liveness_interval = liveness_interval
         self.name = name
+        self.work = work
         self.launched = False
         self._queues: dict[str, int] = {}
         self._liveness: Liveness | None = None
@@ -120,7 +128,18 @@ class Runtime:
         self._register(name, durable, concurrency)
         return durable
 
-    def _register(self, name: str, target: DurableAgent | DurableLoop, concurrency: int) -> None:
+    def evaluation(
+        self, name: str, agent: Agent_, scorers: Sequence[Scorer] = (), *, concurrency: int = 1
+    ) -> DurableEvaluation:
+        """An evaluation whose cases any worker with the same registration runs (see
+        `DurableEvaluation`); `concurrency`: cases at once per worker."""
+        from .evaluation import DurableEvaluation
+
+        durable = DurableEvaluation(self, name, agent, scorers)
+        self._register(name, durable, concurrency)
+        return durable
+
+    def _register(self, name: str, target: registry.Target, concurrency: int) -> None:
         if self.launched:
             raise ConfigurationError(
                 f"create durable agent {name!r} before Runtime.launch(): launch resumes the "
@@ -137,7 +156,6 @@ class Runtime:
         """Start DBOS: resume unfinished runs, and on Postgres take queued and orphaned ones."""
         if self.launched:
             raise ConfigurationError("this Runtime is launched already")
-        assert workflows.agent_act is not None  # registered with DBOS when imported
         config: DBOSConfig = {
             "name": self.name,
             "system_database_url": self.url,
@@ -145,6 +163,8 @@ class Runtime:
             "log_level": os.environ.get("AGENTKIT_DBOS_LOG_LEVEL", "WARNING"),
         }
         DBOS(config=config)
+        if not self.work:
+            DBOS.listen_queues([])
         DBOS.launch()
         self.launched = True
         for name, concurrency in self._queues.items():
@@ -154,16 +174,20 @@ class Runtime:
                 polling_interval_sec=self.poll_interval,
                 on_conflict="always_update",
             )
-        if self.postgres:
+        if self.executor_id.startswith(EXECUTOR_PREFIX):  # one of many workers
             self._liveness = Liveness(
-                self.url.replace("postgres://", "postgresql://", 1),
+                self._locks(),
                 self.executor_id,
                 self.liveness_interval,
-                _SCHEMA,
                 DBOS._recover_pending_workflows,  # no public API recovers another executor's
             )
             self._liveness.start()
         return self
+
+    def _locks(self) -> ExecutorLocks:
+        if self.postgres:
+            return PostgresLocks(self.url.replace("postgres://", "postgresql://", 1))
+        return FileLocks(Path(self.url.removeprefix("sqlite:///") + ".workers"))
 
     def recover_dead_workers(self) -> list[str]:
         """Take over the runs of every dead worker now (Postgres); their executor ids."""

@@ -71,7 +71,13 @@ else:
     loop = runtime.loop("shop", model, [charge])
     runtime.launch()
     result = loop.act("Charge order A-1", run_id="run-1")
-print(json.dumps({"final": result.final.content if result.final else None,
-                  "rounds": result.rounds,
-                  "messages": [m.model_dump(mode="json") for m in result.messages]}))
+print(
+    json.dumps(
+        {
+            "final": result.final.content if result.final else None,
+            "rounds": result.rounds,
+            "messages": [m.model_dump(mode="json") for m in result.messages],
+        }
+    )
+)
 runtime.shutdown()

@@ -24,13 +24,12 @@ WORKER = Path(__file__).with_name("crash_worker.py")
 
 
 def _worker(database: str, store: str, work: Path, kill_at: str, mode: str) -> Any:
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(WORKER), database, store, str(work), kill_at, mode],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    return done
 
 
 def _crash_and_restart(database: str, store: str, work: Path, kill_at: str, mode: str) -> Any:
@@ -50,6 +49,7 @@ def _check_run(work: Path, result: Any, kill_at: str) -> str:
     effects = _lines(work / "effects")
     assert len(effects) == 1, effects  # the tool's side effect happened exactly once
     order, nonce = effects[0].split()
+    assert order == "A-1"
     predictions = _lines(work / "predictions")
     # The first prediction was recorded before the kill: never recomputed. The second is
     # computed once, or twice when the kill cut it short (it was never recorded).

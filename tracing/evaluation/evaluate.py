@@ -246,7 +246,7 @@ async def evaluate_async(
         raise ConfigurationError(
             f"scorer names must be unique, {duplicates} repeat; pass name=... to tell them apart"
         )
-    runner = _Runner(
+    runner = CaseRunner(
         agent,
         list(scorers),
         name or "eval",
@@ -312,7 +312,7 @@ def _blocking(function: Callable[P, Awaitable[R]], name: str) -> Callable[P, R]:
 evaluate = _blocking(evaluate_async, "evaluate")
 
 
-class _Runner:
+class CaseRunner:
     """Runs one case once, inside its own trace, and scores it."""
 
     def __init__(
