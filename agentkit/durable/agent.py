@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from agentkit.agent import Agent, AsyncAgent, _user_message
-from agentkit.approval import Decision, pending_calls
+from agentkit.approval import Decision
 from agentkit.memory.sessions import check_session_id
 from agentkit.messages import Message, UserMessage
 from agentkit.results import ActResult
@@ -68,10 +68,10 @@ class DurableAgent:
         )
 
     def resume(self, session_id: str, decisions: Iterable[Decision], **options: Any) -> ActResult:
-        """`Agent.resume`, durable; a second resume of the same pause joins the first."""
+        """`Agent.resume`, durable; a second resume of the same calls joins the first (its
+        decisions are not applied again: the first ones stand)."""
         decided = list(decisions)
-        stored = self.async_agent.store.load(session_id).messages
-        run_id = self._resume_id(session_id, stored, options)
+        run_id = self._resume_id(session_id, decided, options)
         return self.runtime.start(
             self.name, run_id, workflows.agent_resume, self.name, session_id, decided, options
         )
@@ -81,8 +81,7 @@ class DurableAgent:
     ) -> ActResult:
         """`resume`, on the event loop."""
         decided = list(decisions)
-        stored = (await self.async_agent.store.aload(session_id)).messages
-        run_id = self._resume_id(session_id, stored, options)
+        run_id = self._resume_id(session_id, decided, options)
         return await self.runtime.astart(
             self.name, run_id, workflows.agent_resume, self.name, session_id, decided, options
         )
@@ -104,12 +103,12 @@ class DurableAgent:
         return agent_run_id(self.name, session_id, user.model_dump_json(), message_id), user
 
     def _resume_id(
-        self, session_id: str, stored: tuple[Message, ...], options: dict[str, Any]
+        self, session_id: str, decisions: list[Decision], options: dict[str, Any]
     ) -> str:
         check_session_id(session_id)
         _refuse_callbacks(options)
-        waiting = [call.id for call in pending_calls(stored)]
-        return resume_run_id(self.name, session_id, waiting)
+        # Decisions name the calls of one pause (call ids are unique), so they key the resume.
+        return resume_run_id(self.name, session_id, [decision.call_id for decision in decisions])
 
 
 def _refuse_callbacks(options: dict[str, Any]) -> None:

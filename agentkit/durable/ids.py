@@ -20,7 +20,7 @@ def agent_run_id(agent: str, session_id: str, message: str, message_id: str | No
 
 
 def resume_run_id(agent: str, session_id: str, pending_call_ids: Iterable[str]) -> str:
-    """A resume is keyed by the pause it ends: the ids of the calls that wait."""
+    """A resume is keyed by the pause it ends: the ids of the calls decided on."""
     return f"agentkit:{agent}:resume:{_digest(session_id, *sorted(pending_call_ids))}"
 
 
