@@ -7,6 +7,7 @@
     agentkit install-engine                      # build llama-cpp-python for this CPU
     agentkit eval cases.jsonl --json after.json  # evaluate the calculator agent on a dataset
     agentkit eval --compare before.json after.json
+    agentkit eval cases.jsonl --workers 4           # cases spread over 4 worker processes
 
 The agent commands print each round, the tool calls and their results, the final answer, and
 time and token counts (`run` also the model's load time, apart from act()'s).
@@ -214,15 +215,32 @@ def _eval_command(options: argparse.Namespace) -> int:
     cases = load_cases(options.dataset)
     scorers = [scorer_from_spec(spec) for spec in options.scorer or ["contains"]]
     config = ak.PredictionConfig(temperature=0, seed=0, max_tokens=48, tool_choice="required")
+    name = Path(options.dataset).stem
 
-    def run(agent: Agent) -> EvalReport:
+    def run(agent: Agent) -> EvalReport | None:
+        if options.serve or options.workers:
+            from agentkit.durable import eval_workers
+
+            if options.serve:
+                eval_workers.serve_eval(options.serve, name, agent, scorers, options.concurrency)
+                return None
+            return eval_workers.distributed_eval(
+                cases,
+                options.workers,
+                eval_workers.worker_command(sys.argv[1:]),
+                name,
+                agent,
+                scorers,
+                concurrency=options.concurrency,
+                repeats=options.repeats,
+            )
         return evaluate(
             cases,
             agent,
             scorers,
             concurrency=options.concurrency,
             repeats=options.repeats,
-            name=Path(options.dataset).stem,
+            name=name,
         )
 
     if options.agent:
@@ -238,6 +256,8 @@ def _eval_command(options: argparse.Namespace) -> int:
             engine = client.async_client.engine.provider_name
             print(f"agentkit eval: {model.model_key} on the {engine} engine", file=sys.stderr)
             report = run(calculator_agent(model, config=config))
+    if report is None:  # a worker, stopped
+        return 0
     report.print_table()
     if options.json:
         report.to_json(options.json)
@@ -383,7 +403,21 @@ def _eval_arguments(evaluate: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help=f"{spellings}; repeat for more (default: contains)",
     )
-    evaluate.add_argument("--concurrency", type=int, default=4, help="runs at once (default 4)")
+    evaluate.add_argument(
+        "--concurrency", type=int, default=4, help="runs at once (per worker; default 4)"
+    )
+    evaluate.add_argument(
+        "--workers",
+        metavar="N|URL",
+        help="spread the cases over N local worker processes, or over the workers serving a "
+        "postgresql:// database (agentkit.durable; needs agentkit[durable])",
+    )
+    evaluate.add_argument(
+        "--serve",
+        metavar="DATABASE",
+        help="be a worker: run the cases queued on DATABASE (a postgresql:// URL or a SQLite "
+        "path) with this agent and these scorers, until stopped",
+    )
     evaluate.add_argument("--repeats", type=int, default=1, help="runs per case (default 1)")
     evaluate.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
     evaluate.add_argument("--html", metavar="OUT.html", help="write the report as an HTML page")
