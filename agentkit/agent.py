@@ -167,8 +167,11 @@ class AsyncAgent:
         user = _user_message(message)
         store = _StoreSteps(self.store, session_id, steps)
         async with self._session(session_id):
-            await fire(on_event, RunStarted(session_id))
+            # started once admitted (the user message committed), as resume() starts once its
+            # decisions are accepted: a refused run (calls wait for approval) yields RunFailed
+            # alone, so a web app can answer it with a status instead of a stream
             history, revision = await self._claim(store, user)
+            await fire(on_event, RunStarted(session_id))
             return await self._run(store, history, revision, on_event, cancel_token, options)
 
     async def resume(

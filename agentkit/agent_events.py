@@ -2,7 +2,9 @@
 
 Each event is a small frozen value with a `type` string, so web adapters can switch on it and
 serialise it. A run yields `RunStarted` first and ends with exactly one of `RunFinished`
-(completed, or paused for approval: see `result.stop_reason`) or `RunFailed`.
+(completed, or paused for approval: see `result.stop_reason`) or `RunFailed`. `RunStarted`
+comes once the run is admitted (its user message committed, or its decisions accepted): a run
+refused before that (calls wait for approval, a bad decision) yields `RunFailed` alone.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ turn), nothing lost or doubled (each session's store holds exactly its 5 × 4 me
 order). Then the same load through `AsyncAgent.act()` alone (same model, same kind of store) in
 this process, and both once more one turn at a time, where the difference is the framework's
 cost per request (HTTP, auth, limits, AG-UI encoding, SSE) rather than waiting for a core.
+Beside each latency: the CPU time a turn costs the app process (from /proc) and act() alone
+(this process), since with every core busy the all-at-once latency is made of that.
+
+`--http h11 --loop asyncio` runs the app on uvicorn's pure-Python stack instead of httptools
+and uvloop (what uvicorn picks by default when they are installed, as the web extra does).
 
 `--local N`: the app on the local engine with the default model, N sessions sending one
 message each at once: how many complete, and whether the loaded instance generated the answers
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import itertools
 import json
 import os
@@ -64,7 +70,7 @@ def new_agent(db: Path) -> AsyncAgent:
     return AsyncAgent(AsyncScriptedModel(responder), tools=[lookup], store=SQLiteStore(db))
 
 
-def serve(port: int, directory: Path, users: int) -> None:
+def serve(port: int, directory: Path, users: int, loop: str, http: str) -> None:
     """The child process: the example app under uvicorn."""
     import uvicorn
     import webapp
@@ -78,7 +84,15 @@ def serve(port: int, directory: Path, users: int) -> None:
         model_queue=ModelQueue(users * 2),
     )
     app = webapp.create_app(new_agent(directory / "web.db"), config)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        backlog=4096,
+        loop=loop,
+        http=http,
+    )
 
 
 def serve_local(port: int, directory: Path, users: int) -> None:
@@ -216,13 +230,29 @@ class Connection:
 
 
 async def http_load(
-    port: int, sessions: int, turns: int, offset: int
+    port: int, sessions: int, turns: int, offset: int, app_pid: int | None = None
 ) -> tuple[list[float], dict[str, Any]]:
-    """Each session is its own client on its own connection, as browsers are."""
+    """Each session is its own client on its own connection, as browsers are.
+
+    The turns start once every session is created; `cpu` in the outcome is the CPU time the
+    app process (`app_pid`) and this process spent from then on.
+    """
     latencies: list[float] = []
     errors: list[str] = []
     crosstalk: list[str] = []
     ids: dict[int, str] = {}
+    created = 0
+    go = asyncio.Event()
+    cpu: dict[str, float] = {}
+
+    def ready() -> None:
+        nonlocal created
+        created += 1
+        if created == sessions:
+            if app_pid is not None:
+                cpu["app"] = -cpu_seconds(app_pid)
+            cpu["client"] = -time.process_time()
+            go.set()
 
     async def converse(n: int) -> None:
         token = f"token-{offset + n}"
@@ -230,6 +260,7 @@ async def http_load(
             connection = await Connection.open(port)
         except OSError as error:
             errors.append(f"session {n}: {error!r}")
+            ready()
             return
         try:
             status, body = await connection.request("POST", "/api/sessions", token)
@@ -237,6 +268,8 @@ async def http_load(
                 errors.append(f"session {n}: HTTP {status}")
                 return
             session = ids[n] = json.loads(body)["id"]
+            ready()
+            await go.wait()
             for index in range(turns):
                 message = f"S{n}-T{index}"
                 started = time.perf_counter()
@@ -260,10 +293,16 @@ async def http_load(
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as error:
             errors.append(f"session {n}: {error!r}")
         finally:
+            if n not in ids:
+                ready()  # failed before its session existed: the others need not wait for it
             connection.close()
 
     await asyncio.gather(*(converse(n) for n in range(sessions)))
-    return latencies, {"errors": errors, "crosstalk": crosstalk, "ids": ids}
+    if app_pid is not None and "app" in cpu:
+        cpu["app"] += cpu_seconds(app_pid)
+    if "client" in cpu:
+        cpu["client"] += time.process_time()
+    return latencies, {"errors": errors, "crosstalk": crosstalk, "ids": ids, "cpu": cpu}
 
 
 async def act_load(agent: AsyncAgent, sessions: int, turns: int, prefix: str) -> list[float]:
@@ -280,15 +319,20 @@ async def act_load(agent: AsyncAgent, sessions: int, turns: int, prefix: str) ->
     return latencies
 
 
-async def serially(port: int, args: argparse.Namespace) -> tuple[list[float], dict[str, Any]]:
+async def serially(
+    port: int, args: argparse.Namespace, app_pid: int
+) -> tuple[list[float], dict[str, Any]]:
     """The same sessions of `args.turns` turns, one at a time: no wait for a free core."""
     latencies: list[float] = []
     errors: list[str] = []
+    cpu = {"app": 0.0, "client": 0.0}
     for k in range(args.serial_sessions):
-        more, outcome = await http_load(port, 1, args.turns, args.sessions + k)
+        more, outcome = await http_load(port, 1, args.turns, args.sessions + k, app_pid)
         latencies += more
         errors += outcome["errors"] + outcome["crosstalk"]
-    return latencies, {"errors": errors}
+        for name in cpu:
+            cpu[name] += outcome["cpu"].get(name, 0.0)
+    return latencies, {"errors": errors, "cpu": cpu}
 
 
 async def act_serially(agent: AsyncAgent, args: argparse.Namespace) -> list[float]:
@@ -370,11 +414,26 @@ def run_local(sessions: int) -> None:
     )
 
 
+def resolved_stack(loop: str, http: str) -> tuple[str, str]:
+    """What uvicorn's "auto" picks here: uvloop and httptools when they are installed."""
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, http
+
+
+def per_turn(seconds: float, turns: int) -> str:
+    return f"{seconds * 1000 / max(turns, 1):4.2f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--serial-sessions", type=int, default=40)
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto")
     parser.add_argument(
         "--local",
         type=int,
@@ -383,12 +442,11 @@ def main() -> None:
         help="instead: N sessions at once on the local engine with the default model",
     )
     parser.add_argument("--serve-local", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--serve", nargs=3, metavar=("PORT", "DIR", "USERS"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    loop, http = resolved_stack(args.loop, args.http)
     if args.serve:
-        serve(int(args.serve[0]), Path(args.serve[1]), int(args.serve[2]))
+        serve(int(args.serve[0]), Path(args.serve[1]), int(args.serve[2]), loop, http)
         return
     if args.serve_local:
         serve_local(int(args.serve_local[0]), Path(args.serve_local[1]), int(args.serve_local[2]))
@@ -400,9 +458,8 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="web_load_"))
     port = free_port()
     users = args.sessions + args.serial_sessions
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port), str(directory), str(users)]
-    )
+    command = [sys.executable, __file__, "--serve", str(port), str(directory), str(users)]
+    child = subprocess.Popen([*command, "--loop", loop, "--http", http])
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -411,55 +468,76 @@ def main() -> None:
                 httpx.get(url + "/", timeout=1)
                 break
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "the app did not start"
+                assert time.monotonic() < deadline and child.poll() is None, "no app"
                 time.sleep(0.1)
         print(
-            f"{args.sessions} sessions x {args.turns} turns, load average "
-            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            f"{args.sessions} sessions x {args.turns} turns; the app on uvicorn with {http} and "
+            f"{loop}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
 
         started = time.perf_counter()
-        latencies, outcome = asyncio.run(http_load(port, args.sessions, args.turns, 0))
+        latencies, outcome = asyncio.run(
+            http_load(port, args.sessions, args.turns, 0, app_pid=child.pid)
+        )
         http_wall = time.perf_counter() - started
         lost = check_store(directory / "web.db", outcome["ids"], args.turns, 0)
         agent = new_agent(directory / "act.db")
+        act_cpu = time.process_time()
         started = time.perf_counter()
         act_latencies = asyncio.run(act_load(agent, args.sessions, args.turns, "act-"))
         act_wall = time.perf_counter() - started
-
-        server_cpu = cpu_seconds(child.pid)
-        client_cpu = time.process_time()
-        serial, serial_outcome = asyncio.run(serially(port, args))
-        server_cpu = cpu_seconds(child.pid) - server_cpu
-        client_cpu = time.process_time() - client_cpu
-        act_cpu = time.process_time()
-        serial_act = asyncio.run(act_serially(agent, args))
         act_cpu = time.process_time() - act_cpu
+
+        serial, serial_outcome = asyncio.run(serially(port, args, child.pid))
+        serial_act_cpu = time.process_time()
+        serial_act = asyncio.run(act_serially(agent, args))
+        serial_act_cpu = time.process_time() - serial_act_cpu
     finally:
         child.terminate()
         child.wait(10)
 
     turns = args.sessions * args.turns
+    serial_turns = args.serial_sessions * args.turns
+    cpu, serial_cpu = outcome["cpu"], serial_outcome["cpu"]
     print(
         f"errors {len(outcome['errors']) + len(serial_outcome['errors'])}, "
         f"cross-talk {len(outcome['crosstalk'])}, lost or doubled (sessions) {len(lost)}"
     )
     for problem in (outcome["errors"] + outcome["crosstalk"] + lost)[:10]:
         print("  ", problem)
-    print(f"concurrent  HTTP   {summary(latencies)}  {turns / http_wall:6.0f} turns/s")
-    print(f"concurrent  act()  {summary(act_latencies)}  {turns / act_wall:6.0f} turns/s")
-    print(f"one at a time HTTP {summary(serial)}")
-    print(f"one at a time act() {summary(serial_act)}")
-    added50 = (statistics.median(serial) - statistics.median(serial_act)) * 1000
-    added99 = (percentile(serial, 0.99) - percentile(serial_act, 0.99)) * 1000
+    print("                      wall latency              turns/s  CPU per turn")
     print(
-        f"framework added (one at a time): p50 {added50:.1f} ms, p99 {added99:.1f} ms "
-        "(target p99 <= 20 ms)"
+        f"all at once    HTTP   {summary(latencies)}  {turns / http_wall:6.0f}   "
+        f"app {per_turn(cpu['app'], turns)} (HTTP client {per_turn(cpu['client'], turns)})"
     )
-    per_turn = 1000 / (args.serial_sessions * args.turns)
     print(
-        f"CPU per turn (one at a time): app process {server_cpu * per_turn:.1f} ms, "
-        f"HTTP client {client_cpu * per_turn:.1f} ms, act() alone {act_cpu * per_turn:.1f} ms"
+        f"all at once    act()  {summary(act_latencies)}  {turns / act_wall:6.0f}   "
+        f"{per_turn(act_cpu, turns)}"
+    )
+    print(
+        f"one at a time  HTTP   {summary(serial)}           "
+        f"app {per_turn(serial_cpu['app'], serial_turns)} "
+        f"(HTTP client {per_turn(serial_cpu['client'], serial_turns)})"
+    )
+    print(
+        f"one at a time  act()  {summary(serial_act)}           "
+        f"{per_turn(serial_act_cpu, serial_turns)}"
+    )
+    for name, web, alone in (
+        ("one at a time", serial, serial_act),
+        ("all at once", latencies, act_latencies),
+    ):
+        added50 = (statistics.median(web) - statistics.median(alone)) * 1000
+        added99 = (percentile(web, 0.99) - percentile(alone, 0.99)) * 1000
+        print(
+            f"framework added ({name}): p50 {added50:.1f} ms, p99 {added99:.1f} ms "
+            "(target p99 <= 20 ms)"
+        )
+    extra = (cpu["app"] - act_cpu) * 1000 / turns
+    print(
+        f"all at once the app spends {extra:.2f} ms of CPU a turn more than act() alone: with "
+        f"{args.sessions} turns waiting for its core, about {extra * args.sessions:.0f} ms more "
+        f"each; <= 20 ms would need <= {20 / args.sessions:.2f} ms"
     )
 
 

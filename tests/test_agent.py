@@ -224,6 +224,7 @@ def test_stream_reports_a_pause_and_failures_as_events(store: SessionStore) -> N
     assert isinstance(events[-2], ApprovalRequested)
     assert [c.id for c in events[-2].calls] == ["c-refund"]
     failed = list(agent.stream("s", "new message while paused"))
+    assert len(failed) == 1  # refused before it started: no RunStarted
     assert isinstance(failed[-1], RunFailed)
     assert isinstance(failed[-1].error, ApprovalPendingError)
 

@@ -12,10 +12,13 @@ from agentkit.web.agui import (
 )
 from agentkit.web.agui_input import history_messages, resume_decisions
 from agentkit.web.limits import LimitExceeded, ModelQueue, RunSlot, UserLimits
+from agentkit.web.response import AgentRun, AGUIResponse
 
 __all__ = [
     "APPROVAL_RESPONSE_SCHEMA",
     "AGUIMapper",
+    "AGUIResponse",
+    "AgentRun",
     "LimitExceeded",
     "ModelQueue",
     "RunSlot",

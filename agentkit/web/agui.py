@@ -9,14 +9,15 @@ the call's id, `reason="tool_approval"`); the client answers with resume entries
 (`agentkit.web.resume_decisions`) on a new run.
 
 `agui_events` and `agui_sse` wrap an event stream; the SSE strings come from the protocol
-package's own encoder.
+package's own encoder. `AGUIMapper.encode` gives the same bytes without building the models
+(`sse_encoding`), for `AGUIResponse`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import uuid
+import random
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import Any, TypeVar
 
@@ -57,8 +58,14 @@ from agentkit.agent_events import (
 )
 from agentkit.errors import AgentkitError
 from agentkit.messages import ToolCall
+from agentkit.untrusted import clean_text
+from agentkit.web.sse_encoding import sse_event
 
 T = TypeVar("T")
+_Event = tuple[type[BaseEvent], dict[str, Any]]  # an AG-UI event's class and fields
+# run ids need to be unique, not secret: no urandom call per run (it releases the GIL, and
+# under load the event loop then waits for a store thread to give it back)
+_RUN_IDS = random.Random()
 
 __all__ = [
     "APPROVAL_RESPONSE_SCHEMA",
@@ -125,7 +132,7 @@ class AGUIMapper:
         expose_errors: bool = False,
     ) -> None:
         self.thread_id = thread_id
-        self.run_id = run_id or uuid.uuid4().hex
+        self.run_id = run_id or f"{_RUN_IDS.getrandbits(128):032x}"
         self.expose_errors = expose_errors
         self._text: str | None = None  # the open text message's id
         self._reasoning: str | None = None  # the open reasoning message's id
@@ -133,34 +140,49 @@ class AGUIMapper:
 
     def map(self, event: AgentEvent) -> list[BaseEvent]:
         """The AG-UI events for one agent event, in order (none for some)."""
+        return [cls(**fields) for cls, fields in self._events(event)]
+
+    def encode(self, event: AgentEvent) -> bytes:
+        """The AG-UI events for one agent event as SSE bytes (`data: {json}` blocks; b"" for
+        none): the same bytes as AG-UI's `EventEncoder` on `map(event)`, written without
+        building the models where the fields are plain strings (`sse_encoding`)."""
+        return b"".join([sse_event(cls, fields) for cls, fields in self._events(event)])
+
+    # -- pieces: each AG-UI event as (class, fields), built as a model or encoded directly ----
+
+    def _events(self, event: AgentEvent) -> list[_Event]:
         if isinstance(event, RunStarted):
             if self.thread_id is None:
                 self.thread_id = event.session_id
-            return [RunStartedEvent(thread_id=self.thread_id, run_id=self.run_id)]
+            return [(RunStartedEvent, {"thread_id": self.thread_id, "run_id": self.run_id})]
+        # deltas are the engine's text as it comes: a lone surrogate in one would make the
+        # event unencodable, so it becomes U+FFFD, as in stored messages
         if isinstance(event, TextDelta):
-            return [*self._close_reasoning(), *self._text_delta(event.text, event.round)]
+            return [
+                *self._close_reasoning(),
+                *self._text_delta(clean_text(event.text), event.round),
+            ]
         if isinstance(event, ReasoningDelta):
-            return [*self._close_text(), *self._reasoning_delta(event.text, event.round)]
+            text = clean_text(event.text)
+            return [*self._close_text(), *self._reasoning_delta(text, event.round)]
         if isinstance(event, ToolCallStarted):
             if event.round < 0:
                 return []  # a resumed call: announced by the run that paused for it
             return self._tool_call(event.call, event.round)
         if isinstance(event, ToolResult):
             message = event.message
-            return [
-                *self._close(),
-                ToolCallResultEvent(
-                    message_id=f"{self.run_id}-result-{message.tool_call_id}",
-                    tool_call_id=message.tool_call_id,
-                    content=message.content,
-                    role="tool",
-                ),
-            ]
+            result = {
+                "message_id": f"{self.run_id}-result-{message.tool_call_id}",
+                "tool_call_id": message.tool_call_id,
+                "content": message.content,
+                "role": "tool",
+            }
+            return [*self._close(), (ToolCallResultEvent, result)]
         if isinstance(event, RoundFinished):
             self._round = event.round + 1
             return self._close()
         if isinstance(event, ApprovalRequested):
-            announced: list[BaseEvent] = []
+            announced: list[_Event] = []
             for call in event.calls:
                 announced += self._tool_call(call, self._round)
             return announced
@@ -169,88 +191,79 @@ class AGUIMapper:
         if isinstance(event, RunFailed):
             error = event.error
             shown = isinstance(error, AgentkitError) or self.expose_errors
-            return [
-                *self._close(),
-                RunErrorEvent(
-                    message=str(error) if shown else "internal error", code=error_code(error)
-                ),
-            ]
+            failure = {
+                "message": clean_text(str(error)) if shown else "internal error",
+                "code": error_code(error),
+            }
+            return [*self._close(), (RunErrorEvent, failure)]
         raise TypeError(f"not an agent event: {event!r}")  # pragma: no cover
-
-    # -- pieces --------------------------------------------------------------------------------
 
     def _message_id(self, kind: str, round_index: int) -> str:
         return f"{self.run_id}-{kind}-{round_index}"
 
-    def _text_delta(self, text: str, round_index: int) -> list[BaseEvent]:
-        events: list[BaseEvent] = []
+    def _text_delta(self, text: str, round_index: int) -> list[_Event]:
+        events: list[_Event] = []
         if self._text is None:
             self._text = self._message_id("text", round_index)
-            events.append(TextMessageStartEvent(message_id=self._text, role="assistant"))
-        events.append(TextMessageContentEvent(message_id=self._text, delta=text))
+            events.append((TextMessageStartEvent, {"message_id": self._text, "role": "assistant"}))
+        events.append((TextMessageContentEvent, {"message_id": self._text, "delta": text}))
         return events
 
-    def _reasoning_delta(self, text: str, round_index: int) -> list[BaseEvent]:
-        events: list[BaseEvent] = []
+    def _reasoning_delta(self, text: str, round_index: int) -> list[_Event]:
+        events: list[_Event] = []
         if self._reasoning is None:
             self._reasoning = self._message_id("reasoning", round_index)
             events += [
-                ReasoningStartEvent(message_id=self._reasoning),
-                ReasoningMessageStartEvent(message_id=self._reasoning),
+                (ReasoningStartEvent, {"message_id": self._reasoning}),
+                (ReasoningMessageStartEvent, {"message_id": self._reasoning}),
             ]
-        events.append(ReasoningMessageContentEvent(message_id=self._reasoning, delta=text))
+        events.append(
+            (ReasoningMessageContentEvent, {"message_id": self._reasoning, "delta": text})
+        )
         return events
 
-    def _tool_call(self, call: ToolCall, round_index: int) -> list[BaseEvent]:
+    def _tool_call(self, call: ToolCall, round_index: int) -> list[_Event]:
         parent = self._message_id("text", round_index)
+        start = {"tool_call_id": call.id, "tool_call_name": call.name, "parent_message_id": parent}
         return [
             *self._close(),
-            ToolCallStartEvent(
-                tool_call_id=call.id, tool_call_name=call.name, parent_message_id=parent
-            ),
-            ToolCallArgsEvent(tool_call_id=call.id, delta=_arguments_text(call)),
-            ToolCallEndEvent(tool_call_id=call.id),
+            (ToolCallStartEvent, start),
+            (ToolCallArgsEvent, {"tool_call_id": call.id, "delta": _arguments_text(call)}),
+            (ToolCallEndEvent, {"tool_call_id": call.id}),
         ]
 
-    def _close_text(self) -> list[BaseEvent]:
+    def _close_text(self) -> list[_Event]:
         if self._text is None:
             return []
         message_id, self._text = self._text, None
-        return [TextMessageEndEvent(message_id=message_id)]
+        return [(TextMessageEndEvent, {"message_id": message_id})]
 
-    def _close_reasoning(self) -> list[BaseEvent]:
+    def _close_reasoning(self) -> list[_Event]:
         if self._reasoning is None:
             return []
         message_id, self._reasoning = self._reasoning, None
         return [
-            ReasoningMessageEndEvent(message_id=message_id),
-            ReasoningEndEvent(message_id=message_id),
+            (ReasoningMessageEndEvent, {"message_id": message_id}),
+            (ReasoningEndEvent, {"message_id": message_id}),
         ]
 
-    def _close(self) -> list[BaseEvent]:
+    def _close(self) -> list[_Event]:
         return [*self._close_reasoning(), *self._close_text()]
 
-    def _finished(self, event: RunFinished) -> RunFinishedEvent:
+    def _finished(self, event: RunFinished) -> _Event:
         assert self.thread_id is not None, "RUN_FINISHED before RUN_STARTED"
         result = event.result
+        ids = {"thread_id": self.thread_id, "run_id": self.run_id}
         if result.pending_approvals:
-            return RunFinishedEvent(
-                thread_id=self.thread_id,
-                run_id=self.run_id,
-                outcome=RunFinishedInterruptOutcome(
-                    interrupts=approval_interrupts(result.pending_approvals)
-                ),
-            )
-        return RunFinishedEvent(
-            thread_id=self.thread_id,
-            run_id=self.run_id,
-            result={
-                "text": result.final.text if result.final is not None else None,
-                "stopReason": result.stop_reason,
-                "rounds": result.rounds,
-            },
-            outcome=RunFinishedSuccessOutcome(),
-        )
+            interrupts = approval_interrupts(result.pending_approvals)
+            outcome = RunFinishedInterruptOutcome(interrupts=interrupts)
+            return RunFinishedEvent, {**ids, "outcome": outcome}
+        answer = {
+            "text": result.final.text if result.final is not None else None,
+            "stopReason": result.stop_reason,
+            "rounds": result.rounds,
+        }
+        return RunFinishedEvent, {**ids, "result": answer, "outcome": RunFinishedSuccessOutcome()}
 
 
 async def agui_events(

@@ -24,8 +24,8 @@ committed before, never half of one.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hmac
+import functools
+import hashlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,21 +37,20 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from owners import Owners
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from sse_starlette import EventSourceResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import agentkit as ak
 from agentkit.agent import AsyncAgent
-from agentkit.agent_events import AgentEvent
-from agentkit.approval import checked_decisions, pending_calls
-from agentkit.errors import ApprovalError
+from agentkit.approval import pending_calls
+from agentkit.errors import ApprovalError, ApprovalPendingError
 from agentkit.web import (
+    AgentRun,
     AGUIMapper,
+    AGUIResponse,
     LimitExceeded,
     ModelQueue,
     RunSlot,
     UserLimits,
-    agui_sse,
     approval_interrupts,
     history_messages,
     resume_decisions,
@@ -114,38 +113,40 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class _SlotsResponse(EventSourceResponse):
-    """An SSE response that gives its run slots back however it ends (even never started)."""
-
-    def __init__(self, content: AsyncIterator[bytes], slots: list[RunSlot]) -> None:
-        super().__init__(content, ping=15, headers={"Cache-Control": "no-store"})
-        self.slots = slots
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            for slot in self.slots:
-                slot.release()
-
-
 # -- authentication: the one dependency a real backend replaces ---------------------------------
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 async def current_user(request: Request) -> str:
     """The user whose bearer token the request carries; 401 without a known one."""
-    tokens: Mapping[str, str] = request.app.state.config.tokens
+    # looked up by the token's SHA-256: one dict probe whatever the number of users, and its
+    # timing tells nothing about the stored tokens (it depends on the digest only)
+    users: Mapping[bytes, str] = request.app.state.users_by_digest
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token:
-        for known, user in tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return user
+        user = users.get(_digest(token))
+        if user is not None:
+            return user
     raise HTTPException(
         401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
     )
 
 
 User = Annotated[str, Depends(current_user)]
+
+
+def _refusal(error: Exception) -> JSONResponse | None:
+    """The 409 for a run the Agent refused before starting it (the session is paused, or the
+    decisions do not fit the pause); None for other errors, which end the stream instead."""
+    if isinstance(error, ApprovalPendingError):
+        detail = f"calls wait for approval: {', '.join(error.call_ids)}"
+        return JSONResponse({"detail": detail}, 409)
+    if isinstance(error, ApprovalError):
+        return JSONResponse({"detail": str(error)}, 409)
+    return None
 
 
 def create_app(agent: AsyncAgent, config: WebConfig) -> FastAPI:
@@ -159,6 +160,7 @@ def create_app(agent: AsyncAgent, config: WebConfig) -> FastAPI:
 
     app = FastAPI(title="agentkit web example", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = config
+    app.state.users_by_digest = {_digest(token): user for token, user in config.tokens.items()}
 
     app.add_middleware(_SecurityHeaders)
 
@@ -220,42 +222,35 @@ def create_app(agent: AsyncAgent, config: WebConfig) -> FastAPI:
             raise
         return slots
 
-    def respond(events: AsyncIterator[AgentEvent], session_id: str, slots: list[RunSlot]) -> Any:
-        async def body() -> AsyncIterator[bytes]:
-            # closed explicitly when the response stops early (a failed send): the agent's
-            # stream must be closed in this task, which cancels the run between rounds
-            stream = agui_sse(events, AGUIMapper(thread_id=session_id))
-            async with contextlib.aclosing(stream) as blocks:
-                async for block in blocks:
-                    yield block.encode()
+    def respond(run: AgentRun, session_id: str, slots: list[RunSlot]) -> AGUIResponse:
+        def release() -> None:
+            for slot in slots:
+                slot.release()
 
-        return _SlotsResponse(body(), slots)
+        return AGUIResponse(
+            run, AGUIMapper(thread_id=session_id), refusal=_refusal, on_close=release
+        )
 
     @app.post("/api/sessions/{session_id}/messages")
     async def post_message(session_id: str, body: NewMessage, user: User) -> Any:
         store_id = owned(user, session_id)
-        waiting = pending_calls(await agent.history(store_id))
-        if waiting:
-            waiting_ids = ", ".join(call.id for call in waiting)
-            raise HTTPException(409, f"calls wait for approval: {waiting_ids}")
         config.limits.check_message(user, body.message)
         slots = admit(user)
-        return respond(agent.stream(store_id, body.message), session_id, slots)
+        # a paused session is refused by agent.act under the session's lock, before its first
+        # event: a 409 rather than a stream (_refusal), with no read of the history here
+        return respond(functools.partial(agent.act, store_id, body.message), session_id, slots)
 
     @app.post("/api/sessions/{session_id}/resume")
     async def resume(session_id: str, body: Resume, user: User) -> Any:
         store_id = owned(user, session_id)
         try:
             decisions = resume_decisions(body.resume)
-            # checked here too, so a bad decision is a 409 rather than an error in a stream;
-            # agent.resume checks again under the session's lock (a concurrent second resume
-            # ends its stream with RUN_ERROR ApprovalError)
-            waiting = pending_calls(await agent.history(store_id))
-            checked_decisions(waiting, decisions, agent.toolset)
         except ApprovalError as error:
             raise HTTPException(409, str(error)) from None
         slots = admit(user)
-        return respond(agent.stream_resume(store_id, decisions), session_id, slots)
+        # agent.resume checks the decisions against the stored pause under the session's lock,
+        # before its first event: a refusal (not waiting, malformed, a second resume) is a 409
+        return respond(functools.partial(agent.resume, store_id, decisions), session_id, slots)
 
     return app
 

@@ -112,12 +112,14 @@ def served(tmp_path: Path, limits: UserLimits, model_queue: ModelQueue) -> Itera
 class serve:
     """uvicorn in a thread on a free port of 127.0.0.1; the base URL."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
+        # options: loop="asyncio", http="h11" for uvicorn's pure-Python stack (by default it
+        # takes uvloop and httptools, which the web extra installs)
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
