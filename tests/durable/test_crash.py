@@ -72,26 +72,20 @@ def _check_session(store: SQLiteStore | PostgresStore, call_id: str, final: str)
 
 
 @pytest.mark.parametrize("kill_at", ["in_tool", "after_tool"])
-def test_agent_run_survives_sigkill_on_sqlite(tmp_path: Path, kill_at: str) -> None:
-    runs, chats = str(tmp_path / "runs.sqlite"), str(tmp_path / "chats.db")
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_agent_run_survives_sigkill(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str, kill_at: str
+) -> None:
+    # DBOS's state and the sessions in the same kind of database. On Postgres each start gets a
+    # fresh executor id: the restarted worker takes the dead one's run over because the dead
+    # worker's advisory lock went with its connection.
+    if backend == "postgres":
+        runs = chats = request.getfixturevalue("postgres_dsn")
+    else:
+        runs, chats = str(tmp_path / "runs.sqlite"), str(tmp_path / "chats.db")
     result = _crash_and_restart(runs, chats, tmp_path, kill_at, "agent")
     call_id = _check_run(tmp_path, result, kill_at)
-    store = SQLiteStore(chats)
-    try:
-        _check_session(store, call_id, result["final"])
-    finally:
-        store.close()
-
-
-@pytest.mark.parametrize("kill_at", ["in_tool", "after_tool"])
-def test_agent_run_survives_sigkill_on_postgres(
-    tmp_path: Path, postgres_dsn: str, kill_at: str
-) -> None:
-    # Postgres workers get a fresh executor id each start: the restarted worker takes the dead
-    # one's run over because the dead worker's advisory lock went with its connection.
-    result = _crash_and_restart(postgres_dsn, postgres_dsn, tmp_path, kill_at, "agent")
-    call_id = _check_run(tmp_path, result, kill_at)
-    store = PostgresStore(postgres_dsn)
+    store = PostgresStore(chats) if backend == "postgres" else SQLiteStore(chats)
     try:
         _check_session(store, call_id, result["final"])
     finally:
