@@ -131,8 +131,8 @@ class AGUIMapper:
         run_id: str | None = None,
         expose_errors: bool = False,
     ) -> None:
-        self.thread_id = thread_id
-        self.run_id = run_id or f"{_RUN_IDS.getrandbits(128):032x}"
+        self.thread_id = None if thread_id is None else clean_text(thread_id)
+        self.run_id = clean_text(run_id) if run_id else f"{_RUN_IDS.getrandbits(128):032x}"
         self.expose_errors = expose_errors
         self._text: str | None = None  # the open text message's id
         self._reasoning: str | None = None  # the open reasoning message's id
@@ -153,7 +153,7 @@ class AGUIMapper:
     def _events(self, event: AgentEvent) -> list[_Event]:
         if isinstance(event, RunStarted):
             if self.thread_id is None:
-                self.thread_id = event.session_id
+                self.thread_id = clean_text(event.session_id)
             return [(RunStartedEvent, {"thread_id": self.thread_id, "run_id": self.run_id})]
         # deltas are the engine's text as it comes: a lone surrogate in one would make the
         # event unencodable, so it becomes U+FFFD, as in stored messages
