@@ -94,7 +94,7 @@ class DurableEvaluation:
             name=self.name,
             created_at=created,
             duration_seconds=time.perf_counter() - started,
-            concurrency=self.runtime._queues[self.name],
+            concurrency=self.runtime.concurrency(self.name),
             repeats=repeats,
             scorers=[scorer_name(scorer) for scorer in self.scorers],
             results=results,

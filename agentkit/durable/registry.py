@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from agentkit.errors import ConfigurationError
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
     Target: TypeAlias = DurableAgent | DurableLoop | DurableEvaluation
 
-__all__ = ["agent", "evaluation", "loop", "register", "reset"]
+__all__ = ["agent", "evaluation", "forget", "loop", "register"]
 
 T = TypeVar("T")
 
@@ -67,6 +68,7 @@ def evaluation(name: str) -> DurableEvaluation:
     return _typed(name, DurableEvaluation)
 
 
-def reset() -> None:
-    """Forget every registration (when the runtime shuts down)."""
-    _TARGETS.clear()
+def forget(names: Iterable[str]) -> None:
+    """Forget these registrations (when their runtime shuts down)."""
+    for name in names:
+        _TARGETS.pop(name, None)

@@ -7,7 +7,7 @@ unfinished continue from their last recorded step.
 - A path or `sqlite:///...` URL (the default, `agentkit-runs.sqlite`): DBOS's state in one
   SQLite file beside your data; one worker process, which on restart resumes what it left.
 - A `postgresql://` URL: any number of worker processes on any machines share it. Runs go
-  through one DBOS queue per agent with `concurrency` runs at a time per worker (one loaded
+  through one DBOS queue per model with `concurrency` runs at a time per worker (one loaded
   model per worker); a worker that dies has its runs taken over by a live one (see `liveness`).
 """
 
@@ -99,18 +99,20 @@ class Runtime:
         self.name = name
         self.work = work
         self.launched = False
-        self._queues: dict[str, int] = {}
+        self._queues: dict[str, int] = {}  # queue name -> runs at once per worker
+        self._queue_of: dict[str, str] = {}  # durable name -> queue name
         self._liveness: Liveness | None = None
         self._stopped = threading.Event()
 
     # -- what runs durably ---------------------------------------------------------------------
 
     def agent(self, name: str, agent: Agent | AsyncAgent, *, concurrency: int = 1) -> DurableAgent:
-        """`agent` with durable `act`/`resume`; `concurrency`: its runs at once per worker."""
+        """`agent` with durable `act`/`resume`; `concurrency`: runs at once per worker on its
+        model (agents and loops on one model share one queue and one limit)."""
         from .agent import DurableAgent
 
         durable = DurableAgent(self, name, agent)
-        self._register(name, durable, concurrency)
+        self._register(name, durable, f"model:{durable.async_agent.model.model_key}", concurrency)
         return durable
 
     def loop(
@@ -126,7 +128,7 @@ class Runtime:
         from .loop import DurableLoop
 
         durable = DurableLoop(self, name, model, tools, act_options)
-        self._register(name, durable, concurrency)
+        self._register(name, durable, f"model:{durable.model.model_key}", concurrency)
         return durable
 
     def evaluation(
@@ -137,10 +139,11 @@ class Runtime:
         from .evaluation import DurableEvaluation
 
         durable = DurableEvaluation(self, name, agent, scorers)
-        self._register(name, durable, concurrency)
+        self._register(name, durable, f"eval:{name}", concurrency)
         return durable
 
-    def _register(self, name: str, target: registry.Target, concurrency: int) -> None:
+    def _register(self, name: str, target: registry.Target, queue: str, concurrency: int) -> None:
+        """Register `target`; its runs share `queue` (one per model) with `concurrency`."""
         if self.launched:
             raise ConfigurationError(
                 f"create durable agent {name!r} before Runtime.launch(): launch resumes the "
@@ -148,8 +151,13 @@ class Runtime:
             )
         if concurrency < 1:
             raise ConfigurationError(f"concurrency is at least 1, got {concurrency}")
+        if self._queues.setdefault(queue, concurrency) != concurrency:
+            raise ConfigurationError(
+                f"{name!r} asks for concurrency {concurrency} on queue {queue!r}, which another "
+                f"registration set to {self._queues[queue]}: runs on one model share one limit"
+            )
         registry.register(name, target)
-        self._queues[name] = concurrency
+        self._queue_of[name] = queue
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -172,7 +180,7 @@ class Runtime:
         self.launched = True
         for name, concurrency in self._queues.items():
             DBOS.register_queue(
-                _queue_name(name),
+                f"agentkit:{name}",
                 worker_concurrency=concurrency,
                 polling_interval_sec=self.poll_interval,
                 on_conflict="always_update",
@@ -211,7 +219,9 @@ class Runtime:
         if self.launched:
             DBOS.destroy(destroy_registry=False)
             self.launched = False
-        registry.reset()
+        registry.forget(self._queue_of)
+        self._queue_of.clear()
+        self._queues.clear()
 
     def __enter__(self) -> Runtime:
         return self if self.launched else self.launch()
@@ -254,8 +264,12 @@ class Runtime:
                 handle = await DBOS.start_workflow_async(workflow, *args)
         return await handle.get_result()
 
+    def concurrency(self, name: str) -> int:
+        """Runs at once per worker on the queue of the durable agent, loop or evaluation `name`."""
+        return self._queues[self._queue_of[name]]
+
     def _queue(self, name: str) -> Queue:
-        queue = DBOS.retrieve_queue(_queue_name(name))
+        queue = DBOS.retrieve_queue(f"agentkit:{self._queue_of[name]}")
         assert queue is not None  # registered at launch
         return queue
 
@@ -279,7 +293,3 @@ def _sqlite_engine(url: str) -> sa.Engine:
         connection.execute("PRAGMA synchronous=NORMAL")
 
     return engine
-
-
-def _queue_name(name: str) -> str:
-    return f"agentkit:{name}"

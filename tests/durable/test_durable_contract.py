@@ -203,3 +203,21 @@ def test_durable_agent_refuses_what_cannot_be_recorded(
         rt.loop("late", ScriptedModel(["x"]))
     with pytest.raises(ConfigurationError, match="postgresql"):
         Runtime("mysql://localhost/db")
+
+
+def test_runs_on_one_model_share_one_queue_and_limit(
+    runtime: tuple[Runtime, dict[str, Any]], tmp_path: Path
+) -> None:
+    model = ScriptedModel(["x"], model_key="shared-model")
+    other = Runtime(tmp_path / "other.sqlite")  # never launched: registrations only
+    try:
+        other.loop("first", model, concurrency=2)
+        other.agent("second", ak.Agent(model), concurrency=2)
+        assert other.concurrency("first") == other.concurrency("second") == 2
+        with pytest.raises(ConfigurationError, match="share one limit"):
+            other.loop("third", model, concurrency=3)
+        with pytest.raises(ConfigurationError, match="registered already"):
+            other.loop("first", ScriptedModel(["y"]))
+    finally:
+        other.shutdown()  # forgets its own names only: the module's runtime still works
+    assert runtime[1]["parallel calls"].act("Go", run_id="parallel calls").rounds == 2
