@@ -17,6 +17,8 @@ Beside each latency: the CPU time a turn costs the app process (from /proc) and 
 
 `--http h11 --loop asyncio` runs the app on uvicorn's pure-Python stack instead of httptools
 and uvloop (what uvicorn picks by default when they are installed, as the web extra does).
+`--floor` puts the same load on a bare ASGI app that sends the same SSE chunks with no
+framework, store or agent: uvicorn's own share of a turn, below which the app cannot go.
 
 `--local N`: the app on the local engine with the default model, N sessions sending one
 message each at once: how many complete, and whether the loaded instance generated the answers
@@ -86,6 +88,66 @@ def serve(port: int, directory: Path, users: int, loop: str, http: str) -> None:
     app = webapp.create_app(new_agent(directory / "web.db"), config)
     uvicorn.run(
         app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        backlog=4096,
+        loop=loop,
+        http=http,
+    )
+
+
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The HTTP floor: an ASGI app with no framework, auth, store or agent that answers a
+    turn with the same SSE chunks the example app sends (6, with their JSON), so what a turn
+    costs it is uvicorn's share alone."""
+    if scope["type"] != "http":
+        return  # no lifespan events to answer (uvicorn's "auto" lifespan tolerates that)
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["path"] == "/api/sessions":
+        created = json.dumps({"id": f"bare-{next(BARE_IDS)}"}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(created)),
+        ]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": created})
+        return
+    text = json.loads(body)["message"]
+    events = [
+        [{"type": "RUN_STARTED", "threadId": "t", "runId": "r"}],
+        [{"type": "TOOL_CALL_START", "toolCallId": "c", "toolCallName": "lookup"},
+         {"type": "TOOL_CALL_ARGS", "toolCallId": "c", "delta": json.dumps({"order": text})},
+         {"type": "TOOL_CALL_END", "toolCallId": "c"}],
+        [{"type": "TOOL_CALL_RESULT", "messageId": "m", "toolCallId": "c",
+          "content": f"order {text}: shipped", "role": "tool"}],
+        [{"type": "TEXT_MESSAGE_START", "messageId": "t1", "role": "assistant"},
+         {"type": "TEXT_MESSAGE_CONTENT", "messageId": "t1", "delta": f"answer to {text}"}],
+        [{"type": "TEXT_MESSAGE_END", "messageId": "t1"}],
+        [{"type": "RUN_FINISHED", "threadId": "t", "runId": "r", "outcome": {"type": "success"}}],
+    ]  # fmt: skip
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for chunk in events:
+        data = "".join(f"data: {json.dumps(event)}\n\n" for event in chunk).encode()
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+BARE_IDS = itertools.count()
+
+
+def serve_bare(port: int, loop: str, http: str) -> None:
+    """The child process for --floor: `bare_app` under uvicorn."""
+    import uvicorn
+
+    uvicorn.run(
+        bare_app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -414,6 +476,38 @@ def run_local(sessions: int) -> None:
     )
 
 
+def run_floor(sessions: int, turns: int, loop: str, http: str) -> None:
+    """The all-at-once load on `bare_app`: what uvicorn alone costs a turn."""
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve-bare", str(port), "--loop", loop, "--http", http]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(f"http://127.0.0.1:{port}/api/sessions", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and child.poll() is None, "no bare app"
+                time.sleep(0.1)
+        print(
+            f"the HTTP floor: {sessions} sessions x {turns} turns at once on a bare ASGI app, "
+            f"uvicorn with {http} and {loop}; load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores"
+        )
+        latencies, outcome = asyncio.run(http_load(port, sessions, turns, 0, app_pid=child.pid))
+    finally:
+        child.terminate()
+        child.wait(10)
+    problems = outcome["errors"] + outcome["crosstalk"]
+    print(
+        f"errors {len(problems)}; {summary(latencies)}; CPU per turn: app "
+        f"{per_turn(outcome['cpu']['app'], len(latencies))} "
+        f"(HTTP client {per_turn(outcome['cpu']['client'], len(latencies))})"
+    )
+
+
 def resolved_stack(loop: str, http: str) -> tuple[str, str]:
     """What uvicorn's "auto" picks here: uvloop and httptools when they are installed."""
     if loop == "auto":
@@ -441,12 +535,24 @@ def main() -> None:
         default=0,
         help="instead: N sessions at once on the local engine with the default model",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="instead: the same HTTP load on a bare ASGI app (no framework, store or agent)",
+    )
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-local", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     loop, http = resolved_stack(args.loop, args.http)
     if args.serve:
         serve(int(args.serve[0]), Path(args.serve[1]), int(args.serve[2]), loop, http)
+        return
+    if args.serve_bare:
+        serve_bare(args.serve_bare, loop, http)
+        return
+    if args.floor:
+        run_floor(args.sessions, args.turns, loop, http)
         return
     if args.serve_local:
         serve_local(int(args.serve_local[0]), Path(args.serve_local[1]), int(args.serve_local[2]))
