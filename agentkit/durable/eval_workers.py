@@ -37,7 +37,7 @@ def serve_eval(
     runtime = Runtime(database, executor_id=f"{EXECUTOR_PREFIX}{uuid.uuid4().hex[:12]}")
     runtime.evaluation(name, agent, scorers, concurrency=concurrency)
     runtime.launch()
-    signal.signal(signal.SIGTERM, lambda *_: runtime.shutdown())
+    signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     print(f"agentkit eval: worker {runtime.executor_id} serving {name!r}", flush=True)
     try:
         runtime.serve()

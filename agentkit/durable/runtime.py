@@ -207,8 +207,13 @@ class Runtime:
         return self._liveness.sweep()
 
     def serve(self) -> None:
-        """Block, working on queued runs, until `shutdown()` (from another thread or a signal)."""
+        """Block, working on queued runs, until `stop()` or `shutdown()` (another thread or a
+        signal handler may call `stop()`)."""
         self._stopped.wait()
+
+    def stop(self) -> None:
+        """Make `serve()` return (safe in a signal handler; `shutdown()` does the rest)."""
+        self._stopped.set()
 
     def shutdown(self) -> None:
         """Stop DBOS and forget this process's durable agents; unfinished runs stay recorded."""
