@@ -221,3 +221,15 @@ def test_runs_on_one_model_share_one_queue_and_limit(
     finally:
         other.shutdown()  # forgets its own names only: the module's runtime still works
     assert runtime[1]["parallel calls"].act("Go", run_id="parallel calls").rounds == 2
+
+
+def test_a_run_whose_agent_is_missing_fails_with_a_clear_error(
+    runtime: tuple[Runtime, dict[str, Any]],
+) -> None:
+    from agentkit.durable import registry
+
+    # What a recovered run meets in a worker that did not create the agent before launch.
+    with pytest.raises(ConfigurationError, match=r"before Runtime\.launch\(\) in every worker"):
+        registry.agent("nobody")
+    with pytest.raises(ConfigurationError, match="not a DurableAgent"):
+        registry.agent("loop0")
