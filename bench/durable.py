@@ -18,6 +18,7 @@ machine noise. Per step = (durable - plain) / 9, paired run by run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import subprocess
 import sys
@@ -30,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "serve
 from dbos import DBOS, SetWorkflowID
 
 import agentkit as ak
-from agentkit.durable import Runtime
-from agentkit.testing import ScriptedModel, ToolCall
+from agentkit.durable import DurableLoop, Runtime
+from agentkit.testing import AsyncScriptedModel, ScriptedModel, ToolCall
 
 STEPS = 9
 PHASES = ("sqlite", "postgres", "postgres-queued", "local")
@@ -71,6 +72,9 @@ def _percentile(values: list[float], fraction: float) -> float:
 def scripted_phase(database: str, queue: bool, runs: int) -> None:
     runtime = Runtime(database, queue=queue, poll_interval=0.05)
     durable = runtime.loop("five", ScriptedModel(five_rounds), [lookup], max_prediction_rounds=6)
+    async_durable = runtime.loop(
+        "five-async", AsyncScriptedModel(five_rounds), [lookup], max_prediction_rounds=6
+    )
     runtime.launch()
     plain_model = ScriptedModel(five_rounds)
     plain, recorded, bare = [], [], []
@@ -87,19 +91,39 @@ def scripted_phase(database: str, queue: bool, runs: int) -> None:
                 plain.append(middle - started)
                 recorded.append(ended - middle)
                 bare.append(time.perf_counter() - ended)
+        async_plain, async_recorded = asyncio.run(_async_series(async_durable, runs))
     finally:
         runtime.shutdown()
-    per_step = [(d - p) / STEPS * 1000 for d, p in zip(recorded, plain, strict=True)]
     print(
         f"  DBOS alone, a workflow of {STEPS} no-op steps: p50 {statistics.median(bare) * 1000:.2f}"
         f" ms ({statistics.median(bare) / STEPS * 1000:.2f} ms a step with its start and end)"
     )
+    _report("act()", plain, recorded)
+    _report("await act()", async_plain, async_recorded)
+
+
+async def _async_series(durable: DurableLoop, runs: int) -> tuple[list[float], list[float]]:
+    plain_model = AsyncScriptedModel(five_rounds)
+    plain, recorded = [], []
+    for index in range(runs + 5):
+        started = time.perf_counter()
+        await plain_model.act("Go", [lookup], max_prediction_rounds=6)
+        middle = time.perf_counter()
+        await durable.aact("Go", run_id=f"async-{index}")
+        if index >= 5:
+            plain.append(middle - started)
+            recorded.append(time.perf_counter() - middle)
+    return plain, recorded
+
+
+def _report(label: str, plain: list[float], recorded: list[float]) -> None:
+    per_step = [(d - p) / STEPS * 1000 for d, p in zip(recorded, plain, strict=True)]
     print(
-        f"  plain act() p50 {statistics.median(plain) * 1000:.2f} ms  "
+        f"  {label}: plain p50 {statistics.median(plain) * 1000:.2f} ms, "
         f"durable p50 {statistics.median(recorded) * 1000:.2f} ms "
-        f"p99 {_percentile(recorded, 0.99) * 1000:.2f} ms  "
+        f"p99 {_percentile(recorded, 0.99) * 1000:.2f} ms; "
         f"added per step p50 {statistics.median(per_step):.2f} ms "
-        f"p99 {_percentile(per_step, 0.99):.2f} ms  ({runs} runs, {STEPS} steps each)"
+        f"p99 {_percentile(per_step, 0.99):.2f} ms ({len(plain)} runs, {STEPS} steps each)"
     )
 
 
