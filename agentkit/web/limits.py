@@ -7,6 +7,7 @@ deployment with several processes divides its budget between them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -85,8 +86,12 @@ class UserLimits:
     _sent: dict[str, deque[float]] = field(default_factory=dict, repr=False)
     _running: dict[str, int] = field(default_factory=dict, repr=False)
 
-    def check_message(self, user: str, text: str) -> None:
-        """Count a message against `user`'s minute; `LimitExceeded` (413 or 429) if over."""
+    def check_message(self, user: str, text: str) -> RunSlot:
+        """Count a message against `user`'s minute; `LimitExceeded` (413 or 429) if over.
+
+        Releasing the returned slot takes the message back off the minute (a message the
+        Agent refused before running it).
+        """
         if len(text) > self.max_message_chars:
             raise LimitExceeded(
                 f"a message has at most {self.max_message_chars} characters; "
@@ -105,6 +110,12 @@ class UserLimits:
                 retry_after=wait,
             )
         sent.append(now)
+
+        def forget() -> None:
+            with contextlib.suppress(ValueError):  # already out of the window
+                sent.remove(now)
+
+        return RunSlot(forget)
 
     def start_run(self, user: str) -> RunSlot:
         """A place for one of `user`'s runs; `LimitExceeded` (429) beyond the concurrent limit."""

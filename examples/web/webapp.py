@@ -222,23 +222,36 @@ def create_app(agent: AsyncAgent, config: WebConfig) -> FastAPI:
             raise
         return slots
 
-    def respond(run: AgentRun, session_id: str, slots: list[RunSlot]) -> AGUIResponse:
+    def respond(
+        run: AgentRun, session_id: str, slots: list[RunSlot], counted: RunSlot | None = None
+    ) -> AGUIResponse:
         def release() -> None:
             for slot in slots:
                 slot.release()
 
+        def refusal(error: Exception) -> JSONResponse | None:
+            refused = _refusal(error)
+            if refused is not None and counted is not None:
+                counted.release()  # a message the Agent refused costs no rate
+            return refused
+
         return AGUIResponse(
-            run, AGUIMapper(thread_id=session_id), refusal=_refusal, on_close=release
+            run, AGUIMapper(thread_id=session_id), refusal=refusal, on_close=release
         )
 
     @app.post("/api/sessions/{session_id}/messages")
     async def post_message(session_id: str, body: NewMessage, user: User) -> Any:
         store_id = owned(user, session_id)
-        config.limits.check_message(user, body.message)
-        slots = admit(user)
+        counted = config.limits.check_message(user, body.message)
+        try:
+            slots = admit(user)
+        except LimitExceeded:
+            counted.release()
+            raise
         # a paused session is refused by agent.act under the session's lock, before its first
         # event: a 409 rather than a stream (_refusal), with no read of the history here
-        return respond(functools.partial(agent.act, store_id, body.message), session_id, slots)
+        run = functools.partial(agent.act, store_id, body.message)
+        return respond(run, session_id, slots, counted)
 
     @app.post("/api/sessions/{session_id}/resume")
     async def resume(session_id: str, body: Resume, user: User) -> Any:

@@ -34,6 +34,26 @@ def test_size_is_checked_before_the_rate_and_costs_nothing() -> None:
     limits.check_message("ann", "ok")  # the refused message did not count
 
 
+def test_a_message_taken_back_frees_its_place_in_the_minute() -> None:
+    now = [1000.0]
+    limits = UserLimits(messages_per_minute=1, clock=lambda: now[0])
+    counted = limits.check_message("ann", "refused later")
+    with pytest.raises(LimitExceeded):
+        limits.check_message("ann", "over")
+    counted.release()
+    counted.release()  # twice is harmless: it frees one place, not two
+    limits.check_message("ann", "fits again")
+    with pytest.raises(LimitExceeded):
+        limits.check_message("ann", "over again")
+    now[0] += 61
+    late = limits.check_message("ann", "a new minute")
+    now[0] += 61
+    late.release()  # already out of the window: nothing to take back
+    limits.check_message("ann", "still one a minute")
+    with pytest.raises(LimitExceeded):
+        limits.check_message("ann", "over")
+
+
 def test_slots_come_back_once() -> None:
     limits = UserLimits(max_concurrent_runs=1)
     slot = limits.start_run("ann")

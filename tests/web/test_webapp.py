@@ -227,6 +227,20 @@ def test_message_size_and_rate_limits(served: Served, limits: UserLimits) -> Non
         assert users == ["m0", "m1", "m2"]
 
 
+def test_a_message_refused_while_paused_costs_no_rate(served: Served, limits: UserLimits) -> None:
+    limits.messages_per_minute = 2
+    with served.client() as alice:
+        session = new_session(alice)
+        send(alice, session, {"message": "refund please"})  # 1 of 2: paused for approval
+        for _ in range(3):
+            paused = alice.post(f"/api/sessions/{session}/messages", json={"message": "hi?"})
+            assert paused.status_code == 409 and "call-refund" in paused.json()["detail"]
+        entry = {"interruptId": "call-refund", "status": "cancelled"}
+        assert resume(alice, session, [entry]).status_code == 200
+        assert text_of(send(alice, session, {"message": "now"})) == "echo: now"  # 2 of 2
+        released(served)
+
+
 def released(served: Served) -> None:
     """Wait (up to 5 s) until no run holds a slot of the model or of a user."""
     deadline = time.monotonic() + 5
