@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from agentkit.act import ActCallbacks, ActOptions, run_act
-from agentkit.steps import DIRECT, StepRunner
 from agentkit.approval import ApprovalPolicy
 from agentkit.cancel import CancelToken
 from agentkit.chat import Chat, Message
@@ -25,6 +24,7 @@ from agentkit.model_handle import AsyncModelHandle, ModelHandle, blocking
 from agentkit.portal import Portal, default_portal
 from agentkit.prediction import PredictionBuilder, PredictionCallbacks, run_prediction
 from agentkit.results import ActResult, PredictionFragment, PredictionResult
+from agentkit.steps import DIRECT, StepRunner
 from agentkit.structured import OutputFormat, OutputInvalid, ResponseFormat
 from agentkit.tool_round import InvalidRequestHandler
 from agentkit.tools.toolset import ToolLike

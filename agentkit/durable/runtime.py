@@ -101,6 +101,7 @@ class Runtime:
         self.launched = False
         self._queues: dict[str, int] = {}  # queue name -> runs at once per worker
         self._queue_of: dict[str, str] = {}  # durable name -> queue name
+        self._queue_objects: dict[str, Queue] = {}  # queue name -> DBOS's, once launched
         self._liveness: Liveness | None = None
         self._stopped = threading.Event()
 
@@ -179,7 +180,7 @@ class Runtime:
         DBOS.launch()
         self.launched = True
         for name, concurrency in self._queues.items():
-            DBOS.register_queue(
+            self._queue_objects[name] = DBOS.register_queue(
                 f"agentkit:{name}",
                 worker_concurrency=concurrency,
                 polling_interval_sec=self.poll_interval,
@@ -227,6 +228,7 @@ class Runtime:
         registry.forget(self._queue_of)
         self._queue_of.clear()
         self._queues.clear()
+        self._queue_objects.clear()
 
     def __enter__(self) -> Runtime:
         return self if self.launched else self.launch()
@@ -274,9 +276,8 @@ class Runtime:
         return self._queues[self._queue_of[name]]
 
     def _queue(self, name: str) -> Queue:
-        queue = DBOS.retrieve_queue(f"agentkit:{self._queue_of[name]}")
-        assert queue is not None  # registered at launch
-        return queue
+        # Kept from launch: DBOS's lookup is a query, and refused on a running event loop.
+        return self._queue_objects[self._queue_of[name]]
 
 
 def _sqlite_engine(url: str) -> sa.Engine:

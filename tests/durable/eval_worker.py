@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from agentkit.durable import Runtime
-from agentkit.tracing.evaluation.evaluate import Case
+from agentkit.tracing.evaluation.evaluate import Case, evaluate
 from agentkit.tracing.evaluation.scorers import contains
 
 database, workdir, role = sys.argv[1:4]
@@ -45,14 +45,16 @@ def agent(case: Case) -> str:
 
 
 runtime = Runtime(database, liveness_interval=0.2, poll_interval=0.02, work=role == "worker")
-evaluation = runtime.evaluation("split", agent, [contains()], concurrency=2)
+scorers = [contains()]
+runtime.evaluation("split", agent, scorers, concurrency=2)
 runtime.launch()
 if role == "worker":
     print("ready", flush=True)
     runtime.serve()
 else:
     cases = [{"id": f"c{i}", "input": f"q{i}", "expected": f"q{i}"} for i in range(40)]
-    report = evaluation.evaluate(cases, run_id="run-1", progress=False)
+    # The coordinator goes through evaluate(workers=...), the workers' way in from evaluate().
+    report = evaluate(cases, agent, scorers, workers=runtime, name="split", progress=False)
     rows = [{"id": r.case_id, "passed": r.passed, "output": r.output} for r in report.results]
     print(json.dumps(rows), flush=True)
     runtime.shutdown()

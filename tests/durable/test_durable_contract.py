@@ -233,3 +233,22 @@ def test_a_run_whose_agent_is_missing_fails_with_a_clear_error(
         registry.agent("nobody")
     with pytest.raises(ConfigurationError, match="not a DurableAgent"):
         registry.agent("loop0")
+
+
+def test_evaluate_on_workers_checks_the_registration(tmp_path: Path) -> None:
+    from agentkit.tracing.evaluation.evaluate import evaluate
+
+    def agent(text: str) -> str:
+        return text
+
+    other = Runtime(tmp_path / "other.sqlite")  # registrations only
+    try:
+        other.evaluation("checked", agent, [])
+        with pytest.raises(ConfigurationError, match="needs the name"):
+            evaluate(["hi"], agent, workers=other)
+        with pytest.raises(ConfigurationError, match="another agent"):
+            evaluate(["hi"], lambda text: text, workers=other, name="checked")
+        with pytest.raises(ConfigurationError, match="nothing durable named"):
+            evaluate(["hi"], agent, workers=other, name="unknown")
+    finally:
+        other.shutdown()

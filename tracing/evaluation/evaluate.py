@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -64,6 +64,9 @@ __all__ = [
     "evaluate_async",
     "load_cases",
 ]
+
+if TYPE_CHECKING:
+    from agentkit.durable import Runtime as DurableRuntime
 
 TRACER_NAME = "agentkit.evaluate"
 
@@ -217,6 +220,7 @@ async def evaluate_async(
     name: str | None = None,
     progress: bool | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    workers: DurableRuntime | None = None,
 ) -> EvalReport:
     """Run the agent on every case `repeats` times, score each run, and report.
 
@@ -232,6 +236,9 @@ async def evaluate_async(
         progress: a progress bar on stderr (`agentkit.progress`) with the failed and errored
             runs so far; None (default) shows it when stderr is a terminal.
         tracer_provider: where the `eval_case` spans go (default: the global provider).
+        workers: an `agentkit.durable.Runtime` whose workers run the cases: the evaluation
+            registered there as `name` (`runtime.evaluation(name, agent, scorers)` in every
+            worker) gets the cases through its queue; `concurrency` is then its own, per worker.
 
     `evaluate` is the blocking form, with the same arguments.
     """
@@ -239,6 +246,8 @@ async def evaluate_async(
         raise ConfigurationError(
             f"concurrency and repeats must be at least 1, got {concurrency} and {repeats}"
         )
+    if workers is not None:
+        return await _on_workers(workers, name, agent, scorers, cases, repeats, progress)
     dataset = load_cases(cases) if isinstance(cases, str | os.PathLike) else as_cases(cases)
     names = [scorer_name(scorer) for scorer in scorers]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -283,6 +292,30 @@ async def evaluate_async(
         scorers=names,
         results=[result for result in results if result is not None],
     )
+
+
+async def _on_workers(
+    workers: DurableRuntime,
+    name: str | None,
+    agent: Agent,
+    scorers: Sequence[Scorer],
+    cases: Iterable[CaseLike] | str | os.PathLike[str],
+    repeats: int,
+    progress: bool | None,
+) -> EvalReport:
+    from agentkit.durable import registry
+
+    if name is None:
+        raise ConfigurationError("evaluate(workers=...) needs the name the evaluation has there")
+    evaluation = registry.evaluation(name)
+    if evaluation.runtime is not workers:
+        raise ConfigurationError(f"evaluation {name!r} is registered on another Runtime")
+    if evaluation.runner.agent is not agent or evaluation.scorers != list(scorers):
+        raise ConfigurationError(
+            f"evaluation {name!r} is registered with another agent or other scorers; pass the "
+            "ones given to runtime.evaluation(...)"
+        )
+    return await evaluation.aevaluate(cases, repeats=repeats, progress=progress)
 
 
 def _blocking(function: Callable[P, Awaitable[R]], name: str) -> Callable[P, R]:
