@@ -15,6 +15,10 @@ a schema, SmolLM2 wants to write `"type"` where the first parameter's key goes, 
 
 `CallJumpForward` follows the generated text and answers `forced()`: the text to insert now, or
 "" where the model chooses (a value, whether another call follows, an optional parameter).
+Two choices are taken from token-by-token sampling: `name_choices()` tells where the first
+call's name is open between several tools (the worker picks it by whole-name likelihood, see
+name_choice), and `forced(budget)` closes the list between calls when the tokens left could not
+hold another call.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from typing import Any
 
 from agentkit.engines.base import ToolDefinition
 
-__all__ = ["CallJumpForward"]
+__all__ = ["OPENING", "CallJumpForward"]
 
-_OPENING = '{"tool_calls": [{"name": "'
+OPENING = '{"tool_calls": [{"name": "'
 _NEXT_CALL = ', {"name": "'
+# Tokens besides the next call itself that closing the list after it takes: the comma before
+# it and the closing `]}` (one or two tokens).
+_CLOSE_MARGIN = 3
 
 # Nesting depth of each part of a tool-call object.
 _LIST = 2  # inside "tool_calls": [...]
@@ -104,6 +111,7 @@ class CallJumpForward:
 
     __slots__ = (
         "_anchor",
+        "_call_opened",
         "_canonical",
         "_depth",
         "_escaped",
@@ -111,7 +119,9 @@ class CallJumpForward:
         "_key",
         "_keys",
         "_last_optional",
+        "_longest_call",
         "_name",
+        "_pieces",
         "_string",
         "_text",
         "_tools",
@@ -131,21 +141,38 @@ class CallJumpForward:
         self._last_optional = -1  # index of its last optional key written
         # The text expected from `_anchor` on (spaces optional), or None while the model chooses.
         self._anchor = 0
-        self._canonical: str | None = _OPENING if at_start else None
+        self._canonical: str | None = OPENING if at_start else None
+        self._pieces = 0  # pieces fed (the worker feeds one token at a time)
+        self._call_opened = 0  # the piece that opened the current call
+        self._longest_call = 0  # pieces of the longest call of the list so far
         self.done = False
         """True once the call object is closed: nothing but the end of generation follows."""
 
     def feed(self, text: str) -> None:
-        """Take the next piece of generated (or inserted) text."""
+        """Take the next piece of generated (or inserted) text: one token's text, as the
+        worker feeds it (the budget check counts pieces as tokens)."""
+        self._pieces += 1
         start = len(self._text)
         self._text += text
         for index in range(start, len(self._text)):
             self._step(self._text[index], index)
 
-    def forced(self) -> str:
-        """The text to insert now ("" when the model has a choice to make)."""
+    def forced(self, budget: int | None = None) -> str:
+        """The text to insert now ("" when the model has a choice to make).
+
+        `budget`: how many tokens may still be generated. Between two calls, where the model
+        chooses whether another follows, the list is closed when the budget could not hold
+        another call as long as the longest one so far: a call cut by max_tokens is lost
+        anyway, and the cut would leave the whole list unparsed.
+        """
         if self.done:
             return ""
+        if (
+            budget is not None
+            and self._between_calls()
+            and budget < self._longest_call + _CLOSE_MARGIN
+        ):
+            return "]}"
         if self._string is not None:
             return self._name_rest()
         rest = ""
@@ -155,9 +182,31 @@ class CallJumpForward:
             rest = self._key_rest()
         return rest
 
+    def _between_calls(self) -> bool:
+        """Whether a call just closed and nothing follows it yet (the model's `,` or `]`)."""
+        return (
+            self._depth == _LIST
+            and not self._in_string
+            and self._longest_call > 0
+            and self._text.rstrip().endswith("}")
+        )
+
     def _expect(self, canonical: str, after: int) -> None:
         self._canonical = canonical
         self._anchor = after
+
+    def name_choices(self) -> tuple[str, ...]:
+        """Where the first call's name is being written and more than one offered tool fits
+        what is written so far: the rest of each fitting name (see name_choice); else ().
+
+        Only the first call: a small model's later calls mostly repeat its first one, which
+        ends the list (see json_mode), and a name chosen by likelihood there turned those
+        repeats into calls to other tools."""
+        if self.done or self._string is None or self._longest_call > 0:
+            return ()
+        prefix = "".join(self._string)
+        fits = tuple(name[len(prefix) :] for name in self._tools if name.startswith(prefix))
+        return fits if len(fits) > 1 else ()
 
     def _name_rest(self) -> str:
         """The rest of the name being written when only one offered name fits its prefix."""
@@ -195,8 +244,10 @@ class CallJumpForward:
             return
         if char in "{[":
             self._depth += 1
+            if self._depth == _CALL:
+                self._call_opened = self._pieces
             if self._depth == 1 and self._canonical is None:
-                self._expect(_OPENING, index)
+                self._expect(OPENING, index)
             if self._depth == _ARGUMENTS:
                 self._keys = 0
                 self._last_optional = -1
@@ -205,6 +256,8 @@ class CallJumpForward:
             self._depth -= 1
             if self._depth == _LIST:
                 self._name = None  # a call ended
+                length = self._pieces - self._call_opened + 1
+                self._longest_call = max(self._longest_call, length)
             elif self._depth == 1 and char == "]":
                 self._expect("}", index + 1)
             elif self._depth == 0:

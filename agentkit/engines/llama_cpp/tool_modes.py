@@ -33,7 +33,7 @@ from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
 from agentkit.engines.llama_cpp.native_tools import LLAMA3, MISTRAL, ToolFormat
 from agentkit.engines.llama_cpp.prompting.formats import PromptFormat, Segment
 from agentkit.engines.llama_cpp.prompting.jinja import JinjaPromptFormat
-from agentkit.messages import AssistantMessage, Message
+from agentkit.messages import AssistantMessage, Message, SystemMessage, UserMessage
 
 __all__ = ["NativeTemplate", "OutputRouter", "RoundPlan", "plan_round"]
 
@@ -73,6 +73,9 @@ class RoundPlan:
     special_output: bool = False
     # Inserts what the grammar leaves no choice about (JSON-mode calls); None: sample it all.
     jump_forward: Callable[[], CallJumpForward] | None = None
+    # The same prompt with the conversation left out (the tools, an empty user turn): what the
+    # model would call with no request, which name choice discounts (see name_choice).
+    calibration: Callable[[], list[Segment]] | None = None
 
 
 def plan_round(
@@ -104,6 +107,7 @@ def plan_round(
             ),
             lambda: json_mode.OutputSplitter(bool(tools)),
             jump_forward=_jump_forward(tools, required, response_format is None),
+            calibration=_calibration(renderer, request.messages, preamble, tools),
         )
     tool_format = native.tool_format
     segments = native.prompt.render(
@@ -128,6 +132,16 @@ def _jump_forward(
     if not tools or not (required or text_answer):
         return None
     return lambda: CallJumpForward(tools, at_start=required)
+
+
+def _calibration(
+    renderer: PromptFormat, messages: Sequence[Message], preamble: str, tools: Sequence[object]
+) -> Callable[[], list[Segment]] | None:
+    """The prompt without the conversation, where a call may choose among several tools."""
+    if len(tools) < 2:
+        return None
+    kept = [m for m in messages if isinstance(m, SystemMessage)]
+    return lambda: renderer.render([*kept, UserMessage(content="")], preamble)
 
 
 def _has_tool_calls(messages: Sequence[Message]) -> bool:

@@ -28,7 +28,7 @@ import anyio.lowlevel
 
 from agentkit.cancel import call_soon_in_loop
 from agentkit.engines.base import FirstToken, ModelInstanceInfo, PredictionDone, PromptProgress
-from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
+from agentkit.engines.llama_cpp.jump_forward import OPENING, CallJumpForward
 from agentkit.engines.llama_cpp.kv_cache import (
     MIN_RESTORE_GAIN,
     SavedState,
@@ -36,6 +36,7 @@ from agentkit.engines.llama_cpp.kv_cache import (
     shared_prefix,
 )
 from agentkit.engines.llama_cpp.models import GgufInfo
+from agentkit.engines.llama_cpp.name_choice import NameScorer
 from agentkit.engines.llama_cpp.prompting.formats import PromptFormat, Segment
 from agentkit.engines.llama_cpp.sampling import SamplingParams, TokenSampler
 from agentkit.engines.llama_cpp.stop_strings import StopMatcher
@@ -125,6 +126,7 @@ class InstanceWorker:
         self.stats = InstanceStats()
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self.states = StateCache(kv_cache_bytes)
+        self._names: NameScorer | None = None  # made on the first call with a choice of names
         self._on_idle = on_idle
         self.thread = threading.Thread(
             target=self._serve_forever, name=f"agentkit-llama-{info.identifier}", daemon=True
@@ -273,7 +275,13 @@ class InstanceWorker:
                 if job.cancelled.is_set():
                     finish = "cancelled"
                     break
-                forced = self._forced(jump, sampler, max_tokens - generated)
+                if jump is not None and (choices := jump.name_choices()):
+                    if pending:  # the name is scored from the logits after them
+                        llama.eval(pending)
+                        pending = []
+                    forced = self._choose_name(job.plan, choices, sampler, max_tokens - generated)
+                else:
+                    forced = self._forced(jump, sampler, max_tokens - generated)
                 if forced:
                     tokens = forced
                 else:
@@ -317,7 +325,35 @@ class InstanceWorker:
         grammar; [] where the model samples."""
         if jump is None:
             return []
-        text = jump.forced()
+        return self._insert(jump.forced(budget), sampler, budget)
+
+    def _choose_name(
+        self, plan: RoundPlan, choices: Sequence[str], sampler: TokenSampler, budget: int
+    ) -> list[int]:
+        """The best whole name among `choices` (see name_choice), inserted with its closing
+        quote; [] where the model samples it after all."""
+        llama = self.llama
+        if self._names is None:
+            self._names = NameScorer(llama)
+        calibration = None
+        if plan.calibration is not None:
+            calibration = self._tokenize(plan.calibration()) + llama.tokenize(
+                OPENING.encode("utf-8"), add_bos=False, special=False
+            )
+        best = self._names.best(choices, calibration)
+        if best is None:
+            return []
+        forced = self._insert(f'{best}"', sampler, budget)
+        if not forced:
+            # Scoring left the last candidate's logits in the context: sampling needs the
+            # logits after the last real token again.
+            last = int(llama.input_ids[llama.n_tokens - 1])
+            llama.n_tokens -= 1
+            llama.eval([last])
+        return forced
+
+    def _insert(self, text: str, sampler: TokenSampler, budget: int) -> list[int]:
+        """`text`'s tokens (at most `budget`) as far as the grammar accepts them."""
         if not text:
             return []
         tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)

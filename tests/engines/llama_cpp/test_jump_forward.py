@@ -86,6 +86,50 @@ def test_a_name_is_completed_only_once_its_prefix_fits_one_tool() -> None:
     assert jump.forced() == ', "arguments": {'  # no required parameter: the model chooses
 
 
+def test_name_choices_are_the_rests_of_the_first_call_s_names_while_several_fit() -> None:
+    jump = CallJumpForward([MATH_ADD, MATH_MUL, LOOKUP], at_start=True)
+    assert jump.name_choices() == ()  # no name started yet
+    jump.feed(jump.forced())
+    assert jump.name_choices() == ("math_add", "math_mul", "lookup")
+    jump.feed("math_")
+    assert jump.name_choices() == ("add", "mul")
+    jump.feed("a")
+    assert jump.name_choices() == ()  # one fits: jump-forward completes it
+    assert jump.forced() == 'dd"'
+    jump.feed('dd", "arguments": {"a": 1, "b": 2}}, {"name": "')
+    assert jump.name_choices() == ()  # a later call's name is the model's (see name_choices)
+
+
+def test_a_single_tool_leaves_no_name_choice() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=True)
+    jump.feed(jump.forced())
+    assert jump.name_choices() == ()
+
+
+def test_the_list_is_closed_when_the_budget_cannot_hold_another_call() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=True)
+    jump.feed(jump.forced())  # one piece: the opening
+    call = ["lookup", '"', ", ", '"arguments": {"word": "', "a", '"}', "}"]  # one piece a token
+    for piece in call:
+        jump.feed(piece)
+    # The call took 8 pieces (from the opening's `{` to its `}`); another needs that and the
+    # comma and the list's close.
+    assert jump.forced(budget=100) == ""  # the model chooses: another call or the end
+    assert jump.forced(budget=11) == ""
+    assert jump.forced(budget=10) == "]}"
+    assert jump.forced() == ""  # no budget given: no limit
+    jump.feed("]}")
+    assert jump.done
+
+
+def test_the_budget_is_not_checked_inside_a_call() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=True)
+    jump.feed(jump.forced())
+    assert jump.forced(budget=1) == 'lookup"'  # the first call always starts
+    jump.feed('lookup", "arguments": {"word": "a')
+    assert jump.forced(budget=1) == ""  # a value: the model's
+
+
 def test_required_keys_come_in_schema_order_and_optional_ones_when_unambiguous() -> None:
     jump = CallJumpForward([MATH_ADD], at_start=True)
     _feed_all(jump, '{"tool_calls": [{"name": "math_add"')
@@ -202,3 +246,25 @@ def test_the_engine_inserts_what_the_grammar_fixes_and_the_call_is_valid(
     assert forced >= len(worker.llama.tokenize(opening.encode(), add_bos=False))
     # The model still wrote the value and chose where the list ends.
     assert record.prediction.usage.completion_tokens > forced
+
+
+def test_the_engine_closes_the_list_when_another_call_would_be_cut(
+    client: ak.Client, model: ak.LLM
+) -> None:
+    # Greedy, the model looks up the words one call each; 60 tokens hold two calls and most
+    # of a third, whose close would not fit.
+    config = {"temperature": 0, "max_tokens": 60, "tool_choice": "required"}
+    result = model.act(
+        "Look up each of these words: apple, pear, plum, fig, kiwi, lime.",
+        [lookup],
+        config=config,
+        max_prediction_rounds=2,
+    )
+    record = result.round_records[0]
+    assert [call.call.arguments for call in record.tool_calls] == [
+        {"word": "apple"},
+        {"word": "pear"},
+    ]
+    assert record.prediction.finish_reason == "stop"  # closed, not cut by max_tokens
+    assert record.prediction.usage.completion_tokens < 60
+    assert not [m for m in result.messages[1:] if isinstance(m, ak.UserMessage)]  # no malformed

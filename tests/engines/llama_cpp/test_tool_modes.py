@@ -75,3 +75,23 @@ def test_llama3_output_keeps_special_tokens() -> None:
 def test_raw_completion_ignores_formats() -> None:
     plan = plan_round(PredictionRequest(prompt="Once"), PredictionConfig(), GemmaFormat(), NATIVE)
     assert text(plan.segments) == "Once" and plan.grammar is None
+
+
+def test_a_choice_of_tools_gets_a_calibration_prompt_without_the_conversation() -> None:
+    other = ToolDefinition("define", "Define a word.", {"type": "object", "properties": {}})
+    chat = ak.Chat("Be brief.")
+    chat.add_user_message("What does 'apple' mean?")
+    request = PredictionRequest(chat.messages, (TOOL, other))
+    plan = plan_round(request, PredictionConfig(), GemmaFormat(), None)
+    assert plan.calibration is not None
+    calibration = text(plan.calibration())
+    prompt = text(plan.segments)
+    # The same instructions and tools, the system prompt kept, the user's words left out.
+    assert "Be brief." in calibration and "- define: Define a word." in calibration
+    assert "apple" in prompt and "apple" not in calibration
+    assert calibration.endswith("<start_of_turn>model\n")
+
+
+def test_a_single_tool_needs_no_calibration() -> None:
+    plan = plan_round(PredictionRequest(MESSAGES, (TOOL,)), PredictionConfig(), GemmaFormat(), None)
+    assert plan.calibration is None
