@@ -9,7 +9,8 @@ than plain act(); the main job (the calculator agent on the local engine and the
 durable vs plain <= 1.05x wall time. The same figures are printed for Postgres.
 
 A scripted run is 5 rounds: 4 with one tool call, then an answer; 9 steps (5 predictions and 4
-tool calls) plus the workflow's own start and end. A workflow of 9 no-op steps on DBOS alone
+tool calls) plus the workflow's own start and end; a 1-round durable run beside it gives a
+step's cost without them (the difference over 8 steps). A workflow of 9 no-op steps on DBOS alone
 runs beside them: DBOS's own floor. Each phase runs in a process of its own (DBOS is
 process-wide); within a phase plain and durable runs alternate, so both see the same
 machine noise. Per step = (durable - plain) / 9, paired run by run.
@@ -72,12 +73,13 @@ def _percentile(values: list[float], fraction: float) -> float:
 def scripted_phase(database: str, queue: bool, runs: int) -> None:
     runtime = Runtime(database, queue=queue, poll_interval=0.05)
     durable = runtime.loop("five", ScriptedModel(five_rounds), [lookup], max_prediction_rounds=6)
+    one_round = runtime.loop("one", ScriptedModel(["done"] * (runs + 10)), [lookup])
     async_durable = runtime.loop(
         "five-async", AsyncScriptedModel(five_rounds), [lookup], max_prediction_rounds=6
     )
     runtime.launch()
     plain_model = ScriptedModel(five_rounds)
-    plain, recorded, bare = [], [], []
+    plain, recorded, bare, single = [], [], [], []
     try:
         for index in range(runs + 5):
             started = time.perf_counter()
@@ -86,11 +88,14 @@ def scripted_phase(database: str, queue: bool, runs: int) -> None:
             again = durable.act("Go", run_id=f"run-{index}")
             ended = time.perf_counter()
             _bare_dbos(f"bare-{index}")
+            bared = time.perf_counter()
+            assert one_round.act("Go", run_id=f"one-{index}").rounds == 1
             assert result.rounds == again.rounds == 5
             if index >= 5:  # warm-up
                 plain.append(middle - started)
                 recorded.append(ended - middle)
-                bare.append(time.perf_counter() - ended)
+                bare.append(bared - ended)
+                single.append(time.perf_counter() - bared)
         async_plain, async_recorded = asyncio.run(_async_series(async_durable, runs))
     finally:
         runtime.shutdown()
@@ -100,6 +105,13 @@ def scripted_phase(database: str, queue: bool, runs: int) -> None:
     )
     _report("act()", plain, recorded)
     _report("await act()", async_plain, async_recorded)
+    # A step's own cost, without the workflow's start and end: the 5-round run against a
+    # 1-round one (1 step), both durable, 8 steps apart.
+    marginal = (statistics.median(recorded) - statistics.median(single)) / (STEPS - 1) * 1000
+    print(
+        f"  durable 1-round run p50 {statistics.median(single) * 1000:.2f} ms: "
+        f"a step beyond the first costs {marginal:.2f} ms (p50s)"
+    )
 
 
 async def _async_series(durable: DurableLoop, runs: int) -> tuple[list[float], list[float]]:

@@ -82,7 +82,12 @@ class DurableEvaluation:
         results: list[CaseResult] = []
         with progress_bar(f"eval {self.name}", len(handles), enabled=progress, unit="runs") as bar:
             for handle in handles:
-                results.append(cast(CaseResult, handle.get_result()))
+                results.append(
+                    cast(
+                        CaseResult,
+                        handle.get_result(polling_interval_sec=self.runtime.poll_interval),
+                    )
+                )
                 bar.advance()
         return self._report(results, created, started, repeats)
 
@@ -104,7 +109,9 @@ class DurableEvaluation:
         results: list[CaseResult] = []
         with progress_bar(f"eval {self.name}", len(handles), enabled=progress, unit="runs") as bar:
             for handle in handles:
-                results.append(await handle.get_result())
+                results.append(
+                    await handle.get_result(polling_interval_sec=self.runtime.poll_interval)
+                )
                 bar.advance()
         return self._report(results, created, started, repeats)
 

@@ -70,7 +70,8 @@ class Runtime:
             processes on one machine, e.g. `agentkit eval --workers N`).
         queue: route runs through a DBOS queue (default: on Postgres only; one process needs
             none, and starting directly saves the queue's polling delay).
-        poll_interval: how often workers poll the queue, in seconds.
+        poll_interval: how often workers poll the queue, and a caller a queued run's result,
+            in seconds (DBOS's default, 1 s, made each queued run take a second).
         liveness_interval: how often a Postgres worker looks for dead workers' runs.
         name: the DBOS application name; processes that share work share it.
         work: run queued runs in this process; False for one that only enqueues and waits
@@ -257,7 +258,7 @@ class Runtime:
                 handle = self._queue(name).enqueue(workflow, *args)
             else:
                 handle = DBOS.start_workflow(workflow, *args)
-        return cast(R, handle.get_result())
+        return cast(R, handle.get_result(polling_interval_sec=self.poll_interval))
 
     async def astart(
         self, name: str, run_id: str, workflow: Callable[..., Coroutine[Any, Any, R]], *args: Any
@@ -269,7 +270,7 @@ class Runtime:
                 handle = await self._queue(name).enqueue_async(workflow, *args)
             else:
                 handle = await DBOS.start_workflow_async(workflow, *args)
-        return await handle.get_result()
+        return await handle.get_result(polling_interval_sec=self.poll_interval)
 
     def concurrency(self, name: str) -> int:
         """Runs at once per worker on the queue of the durable agent, loop or evaluation `name`."""
