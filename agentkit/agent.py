@@ -132,7 +132,7 @@ class AsyncAgent:
                 f"AsyncAgent needs an AsyncLLM; got {type(model).__name__} (use ak.Agent for a "
                 "sync handle)"
             )
-        reserved = {"on_message", "on_round_end", "cancel_token", "approval", "context"}
+        reserved = {"on_message", "on_round_end", "cancel_token", "approval", "context", "steps"}
         if reserved & act_options.keys():
             raise ConfigurationError(f"the Agent sets {sorted(reserved & act_options.keys())}")
         self.model = model
