@@ -13,13 +13,12 @@ from agentkit.results import ActResult
 
 from . import workflows
 from .ids import agent_run_id, resume_run_id
+from .loop import NOT_RECORDED
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
 __all__ = ["DurableAgent"]
-
-_NOT_DURABLE = ("on_event", "cancel_token", "steps")
 
 
 class DurableAgent:
@@ -114,6 +113,6 @@ class DurableAgent:
 def _refuse_callbacks(options: dict[str, Any]) -> None:
     from agentkit.errors import ConfigurationError
 
-    refused = sorted(set(_NOT_DURABLE) & options.keys())
+    refused = sorted(({"on_event"} | set(NOT_RECORDED)) & options.keys())
     if refused:
         raise ConfigurationError(f"a durable run does not take {refused}: they cannot be recorded")

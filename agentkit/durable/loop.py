@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DurableLoop"]
 
-_NOT_DURABLE = (
+# act() options that are code or live objects, not data: a durable run cannot record them.
+NOT_RECORDED = (
     "on_message",
     "on_round_end",
     "on_round_start",
@@ -75,7 +76,7 @@ class DurableLoop:
     def _args(
         self, chat: Chat | str, run_id: str | None, options: dict[str, Any]
     ) -> tuple[list[Message], str]:
-        refused = sorted(set(_NOT_DURABLE) & options.keys())
+        refused = sorted(set(NOT_RECORDED) & options.keys())
         if refused:
             raise ConfigurationError(
                 f"a durable run does not take {refused} per call: they cannot be recorded"

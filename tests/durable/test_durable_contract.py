@@ -197,6 +197,8 @@ def test_durable_agent_refuses_what_cannot_be_recorded(
     rt, made = runtime
     with pytest.raises(ConfigurationError, match="on_event"):
         made["agent"].act("s2", "hi", on_event=print)
+    with pytest.raises(ConfigurationError, match="on_first_token"):
+        made["agent"].act("s2", "hi", on_first_token=print)
     with pytest.raises(ConfigurationError, match="on_message"):
         made["parallel calls"].act("hi", on_message=print)
     with pytest.raises(ConfigurationError, match=r"before Runtime\.launch"):
