@@ -11,12 +11,13 @@ recorded result is what the report counts.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import anyio
 from dbos import DBOS, SetWorkflowID
@@ -72,24 +73,12 @@ class DurableEvaluation:
 
         `run_id` names this evaluation run (default: a new one); calling again with the same
         id, after a crash of this process say, collects the same runs instead of new ones.
+        Blocking: runs `aevaluate` on an event loop of its own.
         """
-        runs, created, started = self._plan(cases, repeats, run_id)
-        queue = self.runtime._queue(self.name)
-        handles = []
-        for run, case, repeat in runs:
-            with SetWorkflowID(run):
-                handles.append(queue.enqueue(eval_case, self.name, case, repeat))
-        results: list[CaseResult] = []
-        with progress_bar(f"eval {self.name}", len(handles), enabled=progress, unit="runs") as bar:
-            for handle in handles:
-                results.append(
-                    cast(
-                        CaseResult,
-                        handle.get_result(polling_interval_sec=self.runtime.poll_interval),
-                    )
-                )
-                bar.advance()
-        return self._report(results, created, started, repeats)
+        run = functools.partial(
+            self.aevaluate, cases, repeats=repeats, run_id=run_id, progress=progress
+        )
+        return anyio.run(run)
 
     async def aevaluate(
         self,
@@ -100,12 +89,18 @@ class DurableEvaluation:
         progress: bool | None = None,
     ) -> EvalReport:
         """`evaluate`, on the event loop."""
-        runs, created, started = self._plan(cases, repeats, run_id)
+        self.runtime._check_launched()
+        dataset = load_cases(cases) if isinstance(cases, str | os.PathLike) else as_cases(cases)
+        key = run_id or uuid.uuid4().hex[:12]
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        started = time.perf_counter()
         queue = self.runtime._queue(self.name)
         handles = []
-        for run, case, repeat in runs:
-            with SetWorkflowID(run):
-                handles.append(await queue.enqueue_async(eval_case, self.name, case, repeat))
+        for case in dataset:
+            assert case.id is not None  # as_cases numbers the cases without one
+            for repeat in range(repeats):
+                with SetWorkflowID(f"agentkit:eval:{self.name}:{key}:{case.id}:{repeat}"):
+                    handles.append(await queue.enqueue_async(eval_case, self.name, case, repeat))
         results: list[CaseResult] = []
         with progress_bar(f"eval {self.name}", len(handles), enabled=progress, unit="runs") as bar:
             for handle in handles:
@@ -113,28 +108,6 @@ class DurableEvaluation:
                     await handle.get_result(polling_interval_sec=self.runtime.poll_interval)
                 )
                 bar.advance()
-        return self._report(results, created, started, repeats)
-
-    def _plan(
-        self,
-        cases: Iterable[CaseLike] | str | os.PathLike[str],
-        repeats: int,
-        run_id: str | None,
-    ) -> tuple[list[tuple[str, Case, int]], str, float]:
-        """Each run's workflow id, case and repeat; when and where the evaluation started."""
-        self.runtime._check_launched()
-        dataset = load_cases(cases) if isinstance(cases, str | os.PathLike) else as_cases(cases)
-        key = run_id or uuid.uuid4().hex[:12]
-        runs = []
-        for case in dataset:
-            assert case.id is not None  # as_cases numbers the cases without one
-            for repeat in range(repeats):
-                runs.append((f"agentkit:eval:{self.name}:{key}:{case.id}:{repeat}", case, repeat))
-        return runs, datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
-
-    def _report(
-        self, results: list[CaseResult], created: str, started: float, repeats: int
-    ) -> EvalReport:
         return EvalReport(
             name=self.name,
             created_at=created,
