@@ -13,6 +13,7 @@ with `"disabled": true` is skipped; unknown keys are ignored with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
@@ -138,6 +139,10 @@ class MCPServers(Mapping[str, MCPServer]):
 
     def __init__(self, servers: Mapping[str, MCPServer]) -> None:
         self._servers = dict(servers)
+        # what `with` / `async with` entered, exited in reverse (one failing to enter exits the
+        # ones before it)
+        self._entered = contextlib.ExitStack()
+        self._entered_async = contextlib.AsyncExitStack()
 
     def __getitem__(self, name: str) -> MCPServer:
         return self._servers[name]
@@ -160,15 +165,10 @@ class MCPServers(Mapping[str, MCPServer]):
         return _gathered([(name, server.tools_sync()) for name, server in self._servers.items()])
 
     def __enter__(self) -> MCPServers:
-        entered: list[MCPServer] = []
-        try:
+        with contextlib.ExitStack() as stack:
             for server in self._servers.values():
-                server.__enter__()
-                entered.append(server)
-        except BaseException:
-            for server in reversed(entered):
-                server.__exit__(None, None, None)
-            raise
+                stack.enter_context(server)
+            self._entered = stack.pop_all()
         return self
 
     def __exit__(
@@ -177,8 +177,7 @@ class MCPServers(Mapping[str, MCPServer]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        for server in reversed(list(self._servers.values())):
-            server.__exit__(exc_type, exc, traceback)
+        self._entered.__exit__(exc_type, exc, traceback)
 
     async def aclose(self) -> None:
         """Close every server's session."""
@@ -186,15 +185,10 @@ class MCPServers(Mapping[str, MCPServer]):
             await server.aclose()
 
     async def __aenter__(self) -> MCPServers:
-        entered: list[MCPServer] = []
-        try:
+        async with contextlib.AsyncExitStack() as stack:
             for server in self._servers.values():
-                await server.__aenter__()
-                entered.append(server)
-        except BaseException:
-            for server in reversed(entered):
-                await server.__aexit__(None, None, None)
-            raise
+                await stack.enter_async_context(server)
+            self._entered_async = stack.pop_all()
         return self
 
     async def __aexit__(
@@ -203,8 +197,7 @@ class MCPServers(Mapping[str, MCPServer]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        for server in reversed(list(self._servers.values())):
-            await server.__aexit__(exc_type, exc, traceback)
+        await self._entered_async.__aexit__(exc_type, exc, traceback)
 
 
 def _gathered(listings: list[tuple[str, list[Tool[..., Any]]]]) -> list[Tool[..., Any]]:
