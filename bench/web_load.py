@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import itertools
 import json
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -438,20 +440,33 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_until_serving(
+    child: subprocess.Popen[bytes], probe: Callable[[], object], seconds: float, what: str
+) -> None:
+    """Poll `probe` (an HTTP request to the child) until it connects; fail if the child dies."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            probe()
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise SystemExit(f"{what} did not start") from None
+            time.sleep(0.1)
+
+
 def start_app(mode: str, directory: Path, users: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     command = [sys.executable, __file__, mode, str(port), str(directory), str(users)]
     child = subprocess.Popen(command)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return child, port
-        except httpx.TransportError:
-            if time.monotonic() > deadline or child.poll() is not None:
-                child.kill()
-                raise SystemExit("the app did not start") from None
-            time.sleep(0.2)
+    try:
+        wait_until_serving(
+            child, lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=1), 120, "the app"
+        )
+    except SystemExit:
+        child.kill()
+        raise
+    return child, port
 
 
 def run_local(sessions: int) -> None:
@@ -483,14 +498,8 @@ def run_floor(sessions: int, turns: int, loop: str, http: str) -> None:
         [sys.executable, __file__, "--serve-bare", str(port), "--loop", loop, "--http", http]
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.post(f"http://127.0.0.1:{port}/api/sessions", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and child.poll() is None, "no bare app"
-                time.sleep(0.1)
+        probe = functools.partial(httpx.post, f"http://127.0.0.1:{port}/api/sessions", timeout=1)
+        wait_until_serving(child, probe, 30, "the bare app")
         print(
             f"the HTTP floor: {sessions} sessions x {turns} turns at once on a bare ASGI app, "
             f"uvicorn with {http} and {loop}; load average {os.getloadavg()[0]:.1f} "
@@ -568,14 +577,7 @@ def main() -> None:
     child = subprocess.Popen([*command, "--loop", loop, "--http", http])
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and child.poll() is None, "no app"
-                time.sleep(0.1)
+        wait_until_serving(child, lambda: httpx.get(url + "/", timeout=1), 30, "the app")
         print(
             f"{args.sessions} sessions x {args.turns} turns; the app on uvicorn with {http} and "
             f"{loop}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
