@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from agentkit.tracing.evaluation.evaluate import Agent, Case
 from agentkit.tracing.evaluation.report import EvalReport
 from agentkit.tracing.evaluation.scorers import Scorer
 
-from .liveness import EXECUTOR_PREFIX
+from .liveness import new_executor_id
 from .runtime import Runtime
 
 __all__ = ["distributed_eval", "serve_eval"]
@@ -34,7 +33,7 @@ def serve_eval(
     database: str, name: str, agent: Agent, scorers: Sequence[Scorer], concurrency: int
 ) -> int:
     """Work on `name`'s queued cases until SIGTERM or Ctrl-C."""
-    runtime = Runtime(database, executor_id=f"{EXECUTOR_PREFIX}{uuid.uuid4().hex[:12]}")
+    runtime = Runtime(database, executor_id=new_executor_id())
     runtime.evaluation(name, agent, scorers, concurrency=concurrency)
     runtime.launch()
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())

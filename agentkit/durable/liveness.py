@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -21,10 +22,15 @@ from typing import Protocol
 import psycopg
 from dbos import DBOS
 
-__all__ = ["EXECUTOR_PREFIX", "FileLocks", "Liveness", "PostgresLocks"]
+__all__ = ["EXECUTOR_PREFIX", "FileLocks", "Liveness", "PostgresLocks", "new_executor_id"]
 
 EXECUTOR_PREFIX = "agentkit-"
 _log = logging.getLogger("agentkit.durable")
+
+
+def new_executor_id() -> str:
+    """A fresh id for one of many workers (its prefix marks it as one whose lock is watched)."""
+    return f"{EXECUTOR_PREFIX}{uuid.uuid4().hex[:12]}"
 
 
 class ExecutorLocks(Protocol):

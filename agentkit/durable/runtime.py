@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +26,14 @@ from dbos import DBOS, DBOSConfig, SetWorkflowID
 from agentkit.errors import ConfigurationError
 
 from . import evaluation, registry, workflows  # noqa: F401 (importing registers workflows)
-from .liveness import EXECUTOR_PREFIX, ExecutorLocks, FileLocks, Liveness, PostgresLocks
+from .liveness import (
+    EXECUTOR_PREFIX,
+    ExecutorLocks,
+    FileLocks,
+    Liveness,
+    PostgresLocks,
+    new_executor_id,
+)
 
 if TYPE_CHECKING:
     from dbos import Queue
@@ -93,7 +99,7 @@ class Runtime:
         self.postgres = not self.url.startswith("sqlite:")
         self.queue = self.postgres if queue is None else queue
         if executor_id is None:
-            executor_id = f"{EXECUTOR_PREFIX}{uuid.uuid4().hex[:12]}" if self.postgres else "local"
+            executor_id = new_executor_id() if self.postgres else "local"
         self.executor_id = executor_id
         self.poll_interval = poll_interval
         self.liveness_interval = liveness_interval
