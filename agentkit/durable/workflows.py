@@ -17,7 +17,7 @@ from agentkit.messages import Message, UserMessage
 from agentkit.results import ActResult
 
 from . import registry
-from .steps import DBOS_STEPS
+from .steps import DBOSSteps
 
 __all__ = ["agent_act", "agent_resume", "loop_act"]
 
@@ -28,7 +28,7 @@ async def agent_act(
 ) -> ActResult:
     """Agent.act on a session, every store operation, prediction and tool call a step."""
     agent = registry.agent(name).async_agent
-    return await agent.act(session_id, message, steps=DBOS_STEPS, **options)
+    return await agent.act(session_id, message, steps=DBOSSteps.for_this_run(), **options)
 
 
 @DBOS.workflow(name="agentkit.agent.resume")
@@ -37,7 +37,7 @@ async def agent_resume(
 ) -> ActResult:
     """Agent.resume of a paused session, as `agent_act`."""
     agent = registry.agent(name).async_agent
-    return await agent.resume(session_id, decisions, steps=DBOS_STEPS, **options)
+    return await agent.resume(session_id, decisions, steps=DBOSSteps.for_this_run(), **options)
 
 
 @DBOS.workflow(name="agentkit.act")
@@ -47,6 +47,6 @@ async def loop_act(name: str, messages: Sequence[Message], options: Mapping[str,
     return await loop.model.act(
         Chat.from_history(list(messages)),
         loop.tools,
-        steps=DBOS_STEPS,
+        steps=DBOSSteps.for_this_run(),
         **{**loop.act_options, **options},
     )
