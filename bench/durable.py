@@ -10,8 +10,9 @@ durable vs plain <= 1.05x wall time. The same figures are printed for Postgres.
 
 A scripted run is 5 rounds: 4 with one tool call, then an answer; 9 steps (5 predictions and 4
 tool calls) plus the workflow's own start and end; a 1-round durable run beside it gives a
-step's cost without them (the difference over 8 steps). A workflow of 9 no-op steps on DBOS alone
-runs beside them: DBOS's own floor. Each phase runs in a process of its own (DBOS is
+step's cost without them (the difference over 8 steps). Workflows of 9 no-op steps on DBOS alone
+run beside them: DBOS's own floor, through its async step API and in its cheapest form (a sync
+workflow of sync steps, no thread hops), which is what agentkit's steps on SQLite use. Each phase runs in a process of its own (DBOS is
 process-wide); within a phase plain and durable runs alternate, so both see the same
 machine noise. Per step = (durable - plain) / 9, paired run by run.
 """
@@ -25,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "servers"))
 
@@ -52,17 +55,29 @@ async def _noop() -> int:
     return 0
 
 
+def _sync_noop() -> int:
+    return 0
+
+
 @DBOS.workflow(name="bench.nine_noop_steps")
 async def nine_noop_steps() -> int:
-    """DBOS alone: a workflow of 9 steps that do nothing, for DBOS's own cost per step."""
+    """DBOS alone: an async workflow of 9 steps that do nothing (DBOS's async step API)."""
     for index in range(STEPS):
         await DBOS.run_step_async({"name": f"noop {index}"}, _noop)
     return STEPS
 
 
-def _bare_dbos(run_id: str) -> None:
+@DBOS.workflow(name="bench.nine_noop_steps_sync")
+def nine_noop_steps_sync() -> int:
+    """DBOS alone, its cheapest form: a sync workflow of 9 sync no-op steps (no thread hops)."""
+    for index in range(STEPS):
+        DBOS.run_step({"name": f"noop {index}"}, _sync_noop)
+    return STEPS
+
+
+def _bare_dbos(run_id: str, workflow: Callable[[], Any]) -> None:
     with SetWorkflowID(run_id):
-        DBOS.start_workflow(nine_noop_steps).get_result()
+        DBOS.start_workflow(workflow).get_result()
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -79,7 +94,7 @@ def scripted_phase(database: str, queue: bool, runs: int) -> None:
     )
     runtime.launch()
     plain_model = ScriptedModel(five_rounds)
-    plain, recorded, bare, single = [], [], [], []
+    plain, recorded, bare, bare_sync, single = [], [], [], [], []
     try:
         for index in range(runs + 5):
             started = time.perf_counter()
@@ -87,22 +102,27 @@ def scripted_phase(database: str, queue: bool, runs: int) -> None:
             middle = time.perf_counter()
             again = durable.act("Go", run_id=f"run-{index}")
             ended = time.perf_counter()
-            _bare_dbos(f"bare-{index}")
+            _bare_dbos(f"bare-{index}", nine_noop_steps)
+            bared_async = time.perf_counter()
+            _bare_dbos(f"bare-sync-{index}", nine_noop_steps_sync)
             bared = time.perf_counter()
             assert one_round.act("Go", run_id=f"one-{index}").rounds == 1
             assert result.rounds == again.rounds == 5
             if index >= 5:  # warm-up
                 plain.append(middle - started)
                 recorded.append(ended - middle)
-                bare.append(bared - ended)
+                bare.append(bared_async - ended)
+                bare_sync.append(bared - bared_async)
                 single.append(time.perf_counter() - bared)
         async_plain, async_recorded = asyncio.run(_async_series(async_durable, runs))
     finally:
         runtime.shutdown()
-    print(
-        f"  DBOS alone, a workflow of {STEPS} no-op steps: p50 {statistics.median(bare) * 1000:.2f}"
-        f" ms ({statistics.median(bare) / STEPS * 1000:.2f} ms a step with its start and end)"
-    )
+    for label, times in (("async", bare), ("sync", bare_sync)):
+        print(
+            f"  DBOS alone, {STEPS} no-op steps in a {label} workflow: p50 "
+            f"{statistics.median(times) * 1000:.2f} ms "
+            f"({statistics.median(times) / STEPS * 1000:.2f} ms a step with its start and end)"
+        )
     _report("act()", plain, recorded)
     _report("await act()", async_plain, async_recorded)
     # A step's own cost, without the workflow's start and end: the 5-round run against a
