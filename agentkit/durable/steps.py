@@ -13,6 +13,11 @@ A step is recorded one of two ways, with the same record either way:
   event loop must not wait for. No public DBOS API records on the calling thread from inside
   an event loop, so this uses three DBOS internals; if they are gone, every step takes the
   public path.
+
+A cancelled run (`DBOS.cancel_workflow`) behaves alike both ways for the step in flight: its
+record is refused, so it runs again if the run is resumed. Inline, the check comes at the
+record rather than before the body, so a cancel landing in the gap between two steps (only
+agentkit's own work: a run never waits between steps) lets one more step run, unrecorded.
 """
 
 from __future__ import annotations
