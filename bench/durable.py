@@ -10,11 +10,11 @@ durable vs plain <= 1.05x wall time. The same figures are printed for Postgres.
 
 A scripted run is 5 rounds: 4 with one tool call, then an answer; 9 steps (5 predictions and 4
 tool calls) plus the workflow's own start and end; a 1-round durable run beside it gives a
-step's cost without them (the difference over 8 steps). Workflows of 9 no-op steps on DBOS alone
-run beside them: DBOS's own floor, through its async step API and in its cheapest form (a sync
-workflow of sync steps, no thread hops), which is what agentkit's steps on SQLite use. Each phase runs in a process of its own (DBOS is
-process-wide); within a phase plain and durable runs alternate, so both see the same
-machine noise. Per step = (durable - plain) / 9, paired run by run.
+step's cost without them (the difference over 8 steps). Workflows of 9 no-op steps on DBOS
+alone run beside them: DBOS's own floor, through its async step API and in its cheapest form
+(a sync workflow of sync steps, no thread hops), which is what agentkit's steps on SQLite use.
+Each phase runs in a process of its own (DBOS is process-wide); within a phase plain and
+durable runs alternate, so both see the same machine noise. Per step = (durable - plain) / 9, paired run by run.
 """
 
 from __future__ import annotations
