@@ -14,7 +14,8 @@ step's cost without them (the difference over 8 steps). Workflows of 9 no-op ste
 alone run beside them: DBOS's own floor, through its async step API and in its cheapest form
 (a sync workflow of sync steps, no thread hops), which is what agentkit's steps on SQLite use.
 Each phase runs in a process of its own (DBOS is process-wide); within a phase plain and
-durable runs alternate, so both see the same machine noise. Per step = (durable - plain) / 9, paired run by run.
+durable runs alternate, so both see the same machine noise. Per step = (durable - plain) / 9,
+paired run by run.
 """
 
 from __future__ import annotations
