@@ -8,11 +8,11 @@ A step is recorded one of two ways, with the same record either way:
   crash): the step's id is reserved as it starts (so parallel tool calls get their ids in call
   order, as with `run_step_async`), its body runs, and DBOS records the output on the event
   loop's own thread. `run_step_async` checks and records through three `asyncio.to_thread`
-  hops, which cost more than SQLite's two statements: DBOS alone, 1.86 ms a step that way
-  against 1.22 ms (bench/durable.py). On Postgres a statement is a network round trip the
-  event loop must not wait for. No public DBOS API records on the calling thread from inside
-  an event loop, so this uses three DBOS internals; if they are gone, every step takes the
-  public path.
+  hops, which cost more than the SQLite statements: DBOS alone, about 1.8 ms a step that way
+  against 1.2 ms without the hops (bench/durable.py prints both). On Postgres a statement is
+  a network round trip the event loop must not wait for. No public DBOS API records on the
+  calling thread from inside an event loop, so this uses three DBOS internals; if they are
+  gone, every step takes the public path.
 
 A cancelled run (`DBOS.cancel_workflow`) behaves alike both ways for the step in flight: its
 record is refused, so it runs again if the run is resumed. Inline, the check comes at the
