@@ -11,7 +11,7 @@ A step is recorded one of two ways, with the same record either way:
   hops, which cost more than the SQLite statements: DBOS alone, about 1.8 ms a step that way
   against 1.2 ms without the hops (bench/durable.py prints both). On Postgres a statement is
   a network round trip the event loop must not wait for. No public DBOS API records on the
-  calling thread from inside an event loop, so this uses three DBOS internals; if they are
+  calling thread from inside an event loop, so this uses DBOS internals; if they are
   gone, every step takes the public path.
 
 A cancelled run (`DBOS.cancel_workflow`) behaves alike both ways for the step in flight: its
