@@ -95,7 +95,7 @@ def test_parallel_steps_recorded_in_start_order_and_replayed(runtime: Runtime) -
     FINISHED.clear()
     result = registry.loop("order").act("Go", run_id="order-1")
     assert result.final is not None and result.final.content == "all three back"
-    assert FINISHED == ["b", "c", "a"]  # the first call finished last
+    assert sorted(FINISHED) == ["a", "b", "c"] and FINISHED[-1] == "a"  # the first finished last
     [record, _] = result.round_records
     call_ids = [outcome.call.id for outcome in record.tool_calls]
     assert [outcome.error is not None for outcome in record.tool_calls] == [False, False, True]

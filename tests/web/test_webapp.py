@@ -277,6 +277,7 @@ def test_concurrent_runs_per_user(served: Served, limits: UserLimits) -> None:
         assert refused.headers["retry-after"] == "1"
         GATE.set()
         thread.join(5)
+        released(served)  # the slot is given back once the response has ended
         assert text_of(send(alice2, second, {"message": "now"})) == "echo: now"
 
 
