@@ -19,9 +19,12 @@ machine hits both alike):
               tools (`define_tool`, with the JSON Schema BFCL's OpenAI handler sends), and one
               act() round runs (the run is cancelled once round 0 is committed, so exactly one
               prediction is made with the tools offered and its calls run as act() runs them).
-(2) bare      llama-cpp-python alone (`create_chat_completion` with a grammar) on the same chat:
-              the same system text (agentkit's JSON-mode tool instructions) and user message,
-              so the same prompt (token counts compared per case), constrained by a plain schema:
+              The engine prompts and constrains in the model family's call syntax (SmolLM2:
+              its trained prompt and `<tool_call>[...]`, see llama_cpp/call_syntax.py).
+(2) bare      llama-cpp-python alone (`create_chat_completion` with a grammar) on the same chat
+              with agentkit's JSON-object tool instructions (JSON_OBJECT, the prompt agentkit
+              used for every model before per-family syntaxes; token counts compared per case)
+              and user message, constrained by a plain schema:
               {"tool_calls": [{"name": <string>, "arguments": <any object>}, ...]}
               (with --bare-names enum, a name must be one of the offered tools).
 
@@ -62,6 +65,7 @@ from bfcl_scoring import FAILURE_KINDS, Output, Score, kind_counts, score
 
 import agentkit as ak
 from agentkit.engines.base import MalformedToolCall, ToolCallRequested, ToolDefinition
+from agentkit.engines.llama_cpp.call_syntax import JSON_OBJECT
 from agentkit.engines.llama_cpp.json_mode import parse_tool_calls, tool_instructions
 from agentkit.messages import UserMessage
 
@@ -142,9 +146,9 @@ def agentkit_tools(case: Case) -> list[ak.Tool[..., Any]]:
 
 
 def system_text(case: Case) -> str:
-    """The system text agentkit's JSON mode puts before a chat with these tools."""
+    """The system text agentkit's JSON-object syntax puts before a chat with these tools."""
     definitions = [ToolDefinition(*openai_tool(function)) for function in case.functions]
-    return tool_instructions(definitions, None)
+    return tool_instructions(definitions, None, JSON_OBJECT)
 
 
 def read_calls(text: str) -> tuple[list[tuple[str, Any]], bool]:

@@ -39,6 +39,7 @@ except ImportError as _missing:
         "for this CPU (about 7 minutes on 2 cores, then cached)"
     ) from _missing
 
+from agentkit.engines.llama_cpp import call_syntax
 from agentkit.engines.llama_cpp.kv_cache import DEFAULT_KV_CACHE_BYTES
 from agentkit.engines.llama_cpp.models import (
     DEFAULT_MODEL_KEY,
@@ -185,7 +186,7 @@ class LlamaCppEngine(BaseEngine):
                 native = NativeTemplate(jinja, tool_format)
                 prompt_format = jinja
             else:
-                prompt_format = JsonModeTemplate(jinja)
+                prompt_format = JsonModeTemplate(jinja, call_syntax.for_model(gguf.metadata))
         return InstanceWorker(
             info,
             llama,

@@ -2,13 +2,15 @@
 
 Each round the model's output is constrained by a grammar built from that round's offer:
 
-- tools offered: either a tool-call object `{"tool_calls": [{"name": ..., "arguments": {...}}]}`
-  (at most `MAX_CALLS` calls, names limited to the offered tools, arguments following each
-  tool's schema) or the final answer;
+- tools offered: either a call list in the model family's syntax (see call_syntax; agentkit's
+  own is `{"tool_calls": [{"name": ..., "arguments": {...}}]}`, SmolLM2's
+  `<tool_call>[{"name": ..., "arguments": {...}}]`), at most `MAX_CALLS` calls, names limited to
+  the offered tools, arguments following each tool's schema; or the final answer;
 - the final answer is free text, or JSON following `response_format` when one is given.
 
 So every tool call parses and validates by construction, even on tiny models. Free-text answers
-stay unconstrained apart from not starting with `{`, which keeps them fast and streamable.
+stay unconstrained apart from not starting like a call (`{`, or `<` with a tag syntax), which
+keeps them fast and streamable.
 `OutputSplitter` decides, while tokens arrive, whether the output is a tool call (buffered, then
 parsed) or answer text (streamed).
 """
@@ -27,6 +29,7 @@ from agentkit.engines.base import (
     ToolDefinition,
 )
 from agentkit.engines.llama_cpp import output_json
+from agentkit.engines.llama_cpp.call_syntax import JSON_OBJECT, CallSyntax
 from agentkit.messages import ToolCall
 from agentkit.untrusted import UntrustedDataError
 
@@ -34,11 +37,21 @@ __all__ = ["MAX_CALLS", "OutputSplitter", "grammar_for", "tool_instructions"]
 
 MAX_CALLS = 8
 _TEXT_ANSWER = "[^{ \\t\\n] [^\\x00]*"  # text that cannot be taken for a call
-_CALLS_KEY = '{"tool_calls"'
+_TAG_TEXT_ANSWER = "[^<{ \\t\\n] [^\\x00]*"  # nor for a call written after a tag
 
 
 def tool_call_schema(tools: Sequence[ToolDefinition]) -> dict[str, Any]:
     """The JSON Schema of a tool-call object for these tools."""
+    return {
+        "type": "object",
+        "properties": {"tool_calls": call_list_schema(tools)},
+        "required": ["tool_calls"],
+        "additionalProperties": False,
+    }
+
+
+def call_list_schema(tools: Sequence[ToolDefinition]) -> dict[str, Any]:
+    """The JSON Schema of a list of calls to these tools."""
     calls = []
     for tool in tools:
         parameters = dict(tool.parameters)
@@ -51,17 +64,10 @@ def tool_call_schema(tools: Sequence[ToolDefinition]) -> dict[str, Any]:
             }
         )
     return {
-        "type": "object",
-        "properties": {
-            "tool_calls": {
-                "type": "array",
-                "items": calls[0] if len(calls) == 1 else {"anyOf": calls},
-                "minItems": 1,
-                "maxItems": MAX_CALLS,
-            }
-        },
-        "required": ["tool_calls"],
-        "additionalProperties": False,
+        "type": "array",
+        "items": calls[0] if len(calls) == 1 else {"anyOf": calls},
+        "minItems": 1,
+        "maxItems": MAX_CALLS,
     }
 
 
@@ -71,10 +77,11 @@ def grammar_for(
     *,
     require_call: bool = False,
     text_answer: bool = False,
+    syntax: CallSyntax = JSON_OBJECT,
 ) -> str | None:
     """The GBNF grammar for one round, or None when the output is unconstrained.
 
-    `text_answer` keeps an answer without tools from opening with `{`: after rounds of JSON
+    `text_answer` keeps an answer without tools from opening like a call: after rounds of JSON
     calls in the history, a small model offered no tools (act()'s last round) otherwise writes
     one more call as its answer.
     """
@@ -83,15 +90,20 @@ def grammar_for(
     def gbnf(schema: Any) -> str:
         return str(json_schema_to_gbnf(json.dumps(grammar_bounds(schema))))
 
+    text = _TEXT_ANSWER if syntax.in_object else _TAG_TEXT_ANSWER
     if not tools:
         if response_format is None:
-            return f"root ::= {_TEXT_ANSWER}\n" if text_answer else None
+            return f"root ::= {text}\n" if text_answer else None
         return gbnf(response_format.schema)
-    calls = _renamed(gbnf(tool_call_schema(tools)), "calls")
+    if syntax.in_object:
+        calls = _renamed(gbnf(tool_call_schema(tools)), "calls")
+    else:
+        listed = _renamed(gbnf(call_list_schema(tools)), "calls-list")
+        calls = f"calls-root ::= {json.dumps(syntax.prefix)} calls-list-root\n{listed}"
     if require_call:
         return f"root ::= calls-root\n{calls}\n"
     if response_format is None:
-        answer = f"answer-root ::= {_TEXT_ANSWER}"
+        answer = f"answer-root ::= {text}"
     else:
         answer = _renamed(gbnf(response_format.schema), "answer")
     return f"root ::= calls-root | answer-root\n{calls}\n{answer}\n"
@@ -173,27 +185,15 @@ def _literal_end(body: str, start: int) -> int:
 
 
 def tool_instructions(
-    tools: Sequence[ToolDefinition], response_format: ResponseFormatSpec | None
+    tools: Sequence[ToolDefinition],
+    response_format: ResponseFormatSpec | None,
+    syntax: CallSyntax = JSON_OBJECT,
+    *,
+    after_results: bool = False,
 ) -> str:
-    """The text that tells the model how to call tools (and how to answer)."""
-    lines = []
-    if tools:
-        lines.append("You can call these tools:")
-        for tool in tools:
-            lines.append(
-                f"- {tool.name}: {tool.description or 'no description'} "
-                f"Arguments schema: {json.dumps(tool.parameters, separators=(',', ':'))}"
-            )
-        lines.append(
-            'To call tools, reply with only {"tool_calls": [{"name": "<tool>", "arguments": '
-            "{...}}]}. Tool results come back in the next message."
-        )
-    if response_format is not None:
-        schema = json.dumps(response_format.schema, separators=(",", ":"))
-        lines.append(f"Give your final answer as JSON matching this schema: {schema}")
-    elif tools:
-        lines.append("When you have what you need, answer in plain text.")
-    return "\n".join(lines)
+    """The text that tells the model how to call tools (and how to answer); `after_results`:
+    the conversation has tool results already."""
+    return syntax.instructions(tools, response_format, after_results)
 
 
 class OutputSplitter:
@@ -205,13 +205,14 @@ class OutputSplitter:
     tells the generator to stop: the round keeps the distinct calls and wastes no more tokens.
     """
 
-    __slots__ = ("_buffer", "_calls", "_mode", "_tools_offered", "complete")
+    __slots__ = ("_buffer", "_calls", "_mode", "_syntax", "_tools_offered", "complete")
 
-    def __init__(self, tools_offered: bool) -> None:
+    def __init__(self, tools_offered: bool, syntax: CallSyntax = JSON_OBJECT) -> None:
         self._tools_offered = tools_offered
+        self._syntax = syntax
         self._buffer = ""
         self._mode: str | None = None if tools_offered else "text"
-        self._calls = _CallScanner()
+        self._calls = _CallScanner(syntax.list_depth + 1)
         self.complete = False
         """True once the output is whole and generating more would only be discarded."""
 
@@ -227,9 +228,10 @@ class OutputSplitter:
         self._buffer += text
         head = self._buffer.lstrip()
         compact = head.replace(" ", "").replace("\n", "")
-        if _CALLS_KEY.startswith(compact[: len(_CALLS_KEY)]) and len(compact) < len(_CALLS_KEY):
+        key = self._syntax.marker
+        if key.startswith(compact[: len(key)]) and len(compact) < len(key):
             return []
-        if compact.startswith(_CALLS_KEY):
+        if compact.startswith(key):
             self._mode = "calls"
             text, self._buffer = self._buffer, ""
             self._take_calls(text)
@@ -248,30 +250,42 @@ class OutputSplitter:
 
     def _close_before(self, index: int) -> None:
         """End the call list just before the call starting at `index`."""
-        self._buffer = self._buffer[:index].rstrip().rstrip(",") + "]}"
+        self._buffer = self._buffer[:index].rstrip().rstrip(",") + self._syntax.close
 
     def finish(self) -> list[TextDelta | ToolCallRequested | MalformedToolCall]:
         """Everything still pending once generation ended.
 
         A call cut short (max_tokens) that so far repeats an earlier call is a repeat, not a
-        malformed call: it is dropped and the list closed.
+        malformed call: it is dropped and the list closed. So is a comma after the last call
+        (the output stopped before another call began): only calls that are complete count.
         """
         if self._mode != "calls":
             flushed, self._buffer = self._buffer, ""
             return [TextDelta(flushed)] if flushed else []
         cut = self._calls.repeat_in_progress(self._buffer)
+        if cut is None:
+            cut = self._calls.dangling_comma(self._buffer)
         if not self.complete and cut is not None:
             self._close_before(cut)
-        return list(parse_tool_calls(self._buffer))
+        return list(parse_tool_calls(self._buffer, self._syntax))
 
 
 class _CallScanner:
-    """Finds the call objects of a `{"tool_calls": [...]}` text as it grows, and reports where
-    a call that repeats an earlier one starts."""
+    """Finds the call objects of a call list as it grows (each opens at `call_depth`), and
+    reports where a call that repeats an earlier one starts."""
 
-    __slots__ = ("_call_start", "_depth", "_escaped", "_in_string", "_seen", "_texts")
+    __slots__ = (
+        "_call_depth",
+        "_call_start",
+        "_depth",
+        "_escaped",
+        "_in_string",
+        "_seen",
+        "_texts",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, call_depth: int) -> None:
+        self._call_depth = call_depth
         self._depth = 0
         self._in_string = False
         self._escaped = False
@@ -286,6 +300,13 @@ class _CallScanner:
         partial = "".join(text[self._call_start :].split())
         if any(earlier.startswith(partial) for earlier in self._texts):
             return self._call_start
+        return None
+
+    def dangling_comma(self, text: str) -> int | None:
+        """Where the comma is if `text` ends with one after a complete call."""
+        stripped = text.rstrip()
+        if self._depth == self._call_depth - 1 and self._texts and stripped.endswith(","):
+            return len(stripped) - 1
         return None
 
     def feed(self, text: str, start: int) -> int | None:
@@ -304,11 +325,11 @@ class _CallScanner:
                 self._in_string = True
             elif char in "{[":
                 self._depth += 1
-                if self._depth == 3:  # {"tool_calls": [ {call} ]}
+                if self._depth == self._call_depth:
                     self._call_start = index
             elif char in "}]":
                 self._depth -= 1
-                if self._depth == 2 and self._call_start >= 0:
+                if self._depth == self._call_depth - 1 and self._call_start >= 0:
                     call = text[self._call_start : index + 1]
                     key = _call_key(call)
                     if key in self._seen:
@@ -327,21 +348,27 @@ def _call_key(text: str) -> str:
         return "".join(text.split())
 
 
-def parse_tool_calls(text: str) -> list[ToolCallRequested | MalformedToolCall]:
-    """Tool calls from a tool-call object; anything unparseable is reported, not dropped.
+def parse_tool_calls(
+    text: str, syntax: CallSyntax = JSON_OBJECT
+) -> list[ToolCallRequested | MalformedToolCall]:
+    """Tool calls from a call list in `syntax`; anything unparseable is reported, not dropped.
 
     Output cut short (max_tokens) still yields the calls that were complete; the cut tail is
     reported as malformed.
     """
+    listed = syntax.list_text(text)
+    if not syntax.in_object and listed is None:
+        return [MalformedToolCall(text, f"a call list must start with {syntax.prefix}")]
     try:
-        data = output_json.loads(text)
+        data = output_json.loads(text if listed is None else listed)
     except json.JSONDecodeError as error:
         return _salvage(text, f"invalid JSON: {error}")
     except UntrustedDataError as error:  # past a limit: the calls before it still count
         return _salvage(text, error.problem)
-    calls = data.get("tool_calls") if isinstance(data, dict) else None
+    calls = data.get("tool_calls") if isinstance(data, dict) and listed is None else data
     if not isinstance(calls, list) or not calls:
-        return [MalformedToolCall(text, '"tool_calls" must be a non-empty list')]
+        what = '"tool_calls"' if listed is None else "the call list"
+        return [MalformedToolCall(text, f"{what} must be a non-empty list")]
     return [_call_event(call) for call in calls]
 
 

@@ -1,12 +1,14 @@
 """Jump-forward decoding for JSON-mode tool calls: text the grammar leaves no choice about is
 inserted instead of sampled.
 
-A tool-call object `{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}` has long stretches
-that the round's grammar fixes: the opening up to the first name, the rest of a name once its
-prefix matches a single offered tool, `", "arguments": {` after a name, each required parameter's
-key (the grammar emits required parameters first, in schema order), and the closing `}` after
-the list. The grammar allows an optional space in some of those places; the inserted text uses
-the spacing of the format the instructions show (`{"name": "x", "arguments": {"a": 1}}`).
+A call list (agentkit's `{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}` or a model
+family's own, such as SmolLM2's `<tool_call>[...]`, see call_syntax) has long stretches that the
+round's grammar fixes: the opening up to the first name, the rest of a name once its prefix
+matches a single offered tool, `", "arguments": {` after a name, each required parameter's key
+(the grammar emits required parameters first, in schema order), and the closing `}` after a list
+that sits in an object. The grammar allows optional whitespace in some of those places; the
+inserted text uses the spacing of the format the instructions show
+(`{"name": "x", "arguments": {"a": 1}}`, one call a line for SmolLM2).
 
 Inserted tokens skip sampling (they are evaluated in one batch, which is faster than one
 forward pass each) and keep a small model from drifting where it has nothing to decide: offered
@@ -29,19 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentkit.engines.base import ToolDefinition
+from agentkit.engines.llama_cpp.call_syntax import JSON_OBJECT, CallSyntax
 
 __all__ = ["OPENING", "CallJumpForward"]
 
-OPENING = '{"tool_calls": [{"name": "'
-_NEXT_CALL = ', {"name": "'
+OPENING = JSON_OBJECT.opening
 # Tokens besides the next call itself that closing the list after it takes: the comma before
 # it and the closing `]}` (one or two tokens).
 _CLOSE_MARGIN = 3
-
-# Nesting depth of each part of a tool-call object.
-_LIST = 2  # inside "tool_calls": [...]
-_CALL = 3  # inside one call {...}
-_ARGUMENTS = 4  # inside "arguments": {...}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +101,15 @@ def _key_text(tool: _Tool, key: str) -> str:
 class CallJumpForward:
     """Follows a tool-call object as it is generated and tells what the grammar forces next.
 
-    `at_start`: the output must be a call object (tool_choice required), so its opening is
+    `at_start`: the output must be a call list (tool_choice required), so its opening is
     forced before anything is generated; otherwise the opening is forced once the output starts
-    with `{` (an answer cannot, see json_mode).
+    with the opening's first character (an answer cannot, see json_mode).
     """
 
     __slots__ = (
         "_anchor",
+        "_arguments",
+        "_call",
         "_call_opened",
         "_canonical",
         "_depth",
@@ -119,17 +118,32 @@ class CallJumpForward:
         "_key",
         "_keys",
         "_last_optional",
+        "_list",
         "_longest_call",
         "_name",
         "_pieces",
+        "_started",
         "_string",
+        "_syntax",
         "_text",
         "_tools",
         "done",
     )
 
-    def __init__(self, tools: Sequence[ToolDefinition], *, at_start: bool) -> None:
+    def __init__(
+        self,
+        tools: Sequence[ToolDefinition],
+        *,
+        at_start: bool,
+        syntax: CallSyntax = JSON_OBJECT,
+    ) -> None:
         self._tools = {tool.name: _tool(tool) for tool in tools}
+        self._syntax = syntax
+        # Nesting depth of each part of a call list.
+        self._list = syntax.list_depth  # inside the list [...]
+        self._call = self._list + 1  # inside one call {...}
+        self._arguments = self._list + 2  # inside "arguments": {...}
+        self._started = at_start
         self._text = ""
         self._depth = 0
         self._in_string = False
@@ -141,12 +155,17 @@ class CallJumpForward:
         self._last_optional = -1  # index of its last optional key written
         # The text expected from `_anchor` on (spaces optional), or None while the model chooses.
         self._anchor = 0
-        self._canonical: str | None = OPENING if at_start else None
+        self._canonical: str | None = syntax.opening if at_start else None
         self._pieces = 0  # pieces fed (the worker feeds one token at a time)
         self._call_opened = 0  # the piece that opened the current call
         self._longest_call = 0  # pieces of the longest call of the list so far
         self.done = False
-        """True once the call object is closed: nothing but the end of generation follows."""
+        """True once the call list is closed: nothing but the end of generation follows."""
+
+    @property
+    def opening(self) -> str:
+        """The text up to the first call's name."""
+        return self._syntax.opening
 
     def feed(self, text: str) -> None:
         """Take the next piece of generated (or inserted) text: one token's text, as the
@@ -163,7 +182,9 @@ class CallJumpForward:
         `budget`: how many tokens may still be generated. Between two calls, where the model
         chooses whether another follows, the list is closed when the budget could not hold
         another call as long as the longest one so far: a call cut by max_tokens is lost
-        anyway, and the cut would leave the whole list unparsed.
+        anyway, and the cut would leave the whole list unparsed. Where the model wrote the
+        comma already (a `},` token), nothing can close the list: `done` is set, generation
+        stops, and the reader ends the list before the comma (see json_mode).
         """
         if self.done:
             return ""
@@ -172,7 +193,10 @@ class CallJumpForward:
             and self._between_calls()
             and budget < self._longest_call + _CLOSE_MARGIN
         ):
-            return "]}"
+            if self._text.rstrip().endswith(","):
+                self.done = True
+                return ""
+            return self._syntax.close
         if self._string is not None:
             return self._name_rest()
         rest = ""
@@ -183,12 +207,13 @@ class CallJumpForward:
         return rest
 
     def _between_calls(self) -> bool:
-        """Whether a call just closed and nothing follows it yet (the model's `,` or `]`)."""
+        """Whether a call just closed and no other call opened yet (the model's `,` or `]`
+        next, or after its `,`)."""
         return (
-            self._depth == _LIST
+            self._depth == self._list
             and not self._in_string
             and self._longest_call > 0
-            and self._text.rstrip().endswith("}")
+            and self._text.rstrip()[-1:] in ("}", ",")
         )
 
     def _expect(self, canonical: str, after: int) -> None:
@@ -231,42 +256,44 @@ class CallJumpForward:
         return fits[0][len(prefix) :] + '"'
 
     def _step(self, char: str, index: int) -> None:
+        if not self._started and not char.isspace():
+            self._started = True
+            if char == self._syntax.opening[0]:  # an answer cannot start so (see json_mode)
+                self._expect(self._syntax.opening, index)
         if self._in_string:
             self._string_char(char, index)
             return
         if char == '"':
             self._in_string = True
             # The call's name value: the string after `"name":` in a call object.
-            if self._depth == _CALL and self._name is None and self._after_colon(index):
+            if self._depth == self._call and self._name is None and self._after_colon(index):
                 self._string = []
-            elif self._depth == _ARGUMENTS and self._text[:index].rstrip()[-1:] in ("{", ","):
+            elif self._depth == self._arguments and self._text[:index].rstrip()[-1:] in ("{", ","):
                 self._key = []
             return
         if char in "{[":
             self._depth += 1
-            if self._depth == _CALL:
+            if self._depth == self._call:
                 self._call_opened = self._pieces
-            if self._depth == 1 and self._canonical is None:
-                self._expect(OPENING, index)
-            if self._depth == _ARGUMENTS:
+            if self._depth == self._arguments:
                 self._keys = 0
                 self._last_optional = -1
             return
         if char in "}]":
             self._depth -= 1
-            if self._depth == _LIST:
+            if self._depth == self._list:
                 self._name = None  # a call ended
                 length = self._pieces - self._call_opened + 1
                 self._longest_call = max(self._longest_call, length)
-            elif self._depth == 1 and char == "]":
-                self._expect("}", index + 1)
+            elif self._depth == self._list - 1 and char == "]" and self._depth > 0:
+                self._expect(self._syntax.close[1:], index + 1)
             elif self._depth == 0:
                 self.done = True
             return
         if char == ",":
-            if self._depth == _LIST:
-                self._expect(_NEXT_CALL, index)
-            elif self._depth == _ARGUMENTS and self._name is not None:
+            if self._depth == self._list:
+                self._expect(self._syntax.next_call, index)
+            elif self._depth == self._arguments and self._name is not None:
                 self._keys += 1
                 required = self._name.required
                 if self._keys < len(required):
@@ -306,15 +333,15 @@ class CallJumpForward:
 
 
 def _remaining(canonical: str, written: str) -> str:
-    """What is left of `canonical` after `written`, matching spaces loosely (the grammar's
+    """What is left of `canonical` after `written`, matching whitespace loosely (the grammar's
     optional spaces); "" if `written` went another way."""
     position = 0
     for char in written:
         if position < len(canonical) and canonical[position] == char:
             position += 1
-        elif char == " ":
-            continue  # a space the grammar allowed where the canonical text has none
-        elif position < len(canonical) and canonical[position] == " ":
+        elif char.isspace():
+            continue  # whitespace the grammar allowed where the canonical text has none
+        elif position < len(canonical) and canonical[position].isspace():
             position += 1
             if position < len(canonical) and canonical[position] == char:
                 position += 1

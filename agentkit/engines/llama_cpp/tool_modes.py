@@ -1,8 +1,8 @@
 """How one round is prompted and read back: JSON mode or the model's native tool format.
 
-- JSON mode (models whose template does not render tools, such as the default Gemma): tools are
-  described in the prompt and the output is grammar-constrained to a tool-call object or the
-  answer (see `json_mode`).
+- JSON mode (models whose template does not render tools, such as the default SmolLM2): tools
+  are described in the prompt and the output is grammar-constrained to a call list or the
+  answer (see `json_mode`), in the call syntax of the prompt format (see `call_syntax`).
 - Native mode (a chat template that renders tools and teaches Hermes/Qwen, Llama 3.x or Mistral
   calls): the template renders the tools, the output is free, and the format's own parser reads
   the calls; malformed ones go through act()'s invalid-request path. Native mode cannot force a
@@ -29,6 +29,7 @@ from agentkit.engines.base import (
     offer_tools,
 )
 from agentkit.engines.llama_cpp import json_mode
+from agentkit.engines.llama_cpp.call_syntax import CallSyntax
 from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
 from agentkit.engines.llama_cpp.native_tools import LLAMA3, MISTRAL, ToolFormat
 from agentkit.engines.llama_cpp.prompting.formats import PromptFormat, Segment
@@ -95,18 +96,23 @@ def plan_round(
             lambda: json_mode.OutputSplitter(False),
         )
     if native is None or required:
-        preamble = json_mode.tool_instructions(tools, response_format)
         renderer = prompt_format if native is None else native.prompt
+        syntax = renderer.call_syntax
+        after_results = _has_tool_calls(request.messages)
+        preamble = json_mode.tool_instructions(
+            tools, response_format, syntax, after_results=after_results
+        )
         return RoundPlan(
             renderer.render(request.messages, preamble),
             json_mode.grammar_for(
                 tools,
                 response_format,
                 require_call=required,
-                text_answer=_has_tool_calls(request.messages),
+                text_answer=after_results,
+                syntax=syntax,
             ),
-            lambda: json_mode.OutputSplitter(bool(tools)),
-            jump_forward=_jump_forward(tools, required, response_format is None),
+            lambda: json_mode.OutputSplitter(bool(tools), syntax),
+            jump_forward=_jump_forward(tools, required, response_format is None, syntax),
             calibration=_calibration(renderer, request.messages, preamble, tools),
         )
     tool_format = native.tool_format
@@ -125,13 +131,13 @@ def plan_round(
 
 
 def _jump_forward(
-    tools: Sequence[ToolDefinition], required: bool, text_answer: bool
+    tools: Sequence[ToolDefinition], required: bool, text_answer: bool, syntax: CallSyntax
 ) -> Callable[[], CallJumpForward] | None:
-    """Jump-forward for a round whose output may be a call object: always when a call is
-    required; otherwise only when an answer cannot start with `{` (no response_format)."""
+    """Jump-forward for a round whose output may be a call list: always when a call is
+    required; otherwise only when an answer cannot start like a call (no response_format)."""
     if not tools or not (required or text_answer):
         return None
-    return lambda: CallJumpForward(tools, at_start=required)
+    return lambda: CallJumpForward(tools, at_start=required, syntax=syntax)
 
 
 def _calibration(

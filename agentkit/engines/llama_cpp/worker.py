@@ -28,7 +28,7 @@ import anyio.lowlevel
 
 from agentkit.cancel import call_soon_in_loop
 from agentkit.engines.base import FirstToken, ModelInstanceInfo, PredictionDone, PromptProgress
-from agentkit.engines.llama_cpp.jump_forward import OPENING, CallJumpForward
+from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
 from agentkit.engines.llama_cpp.kv_cache import (
     MIN_RESTORE_GAIN,
     SavedState,
@@ -279,9 +279,14 @@ class InstanceWorker:
                     if pending:  # the name is scored from the logits after them
                         llama.eval(pending)
                         pending = []
-                    forced = self._choose_name(job.plan, choices, sampler, max_tokens - generated)
+                    forced = self._choose_name(
+                        job.plan, jump.opening, choices, sampler, max_tokens - generated
+                    )
                 else:
                     forced = self._forced(jump, sampler, max_tokens - generated)
+                if jump is not None and jump.done:  # the list ends where it is (see forced())
+                    finish = "stop"
+                    break
                 if forced:
                     tokens = forced
                 else:
@@ -328,7 +333,12 @@ class InstanceWorker:
         return self._insert(jump.forced(budget), sampler, budget)
 
     def _choose_name(
-        self, plan: RoundPlan, choices: Sequence[str], sampler: TokenSampler, budget: int
+        self,
+        plan: RoundPlan,
+        opening: str,
+        choices: Sequence[str],
+        sampler: TokenSampler,
+        budget: int,
     ) -> list[int]:
         """The best whole name among `choices` (see name_choice), inserted with its closing
         quote; [] where the model samples it after all."""
@@ -338,7 +348,7 @@ class InstanceWorker:
         calibration = None
         if plan.calibration is not None:
             calibration = self._tokenize(plan.calibration()) + llama.tokenize(
-                OPENING.encode("utf-8"), add_bos=False, special=False
+                opening.encode("utf-8"), add_bos=False, special=False
             )
         best = self._names.best(choices, calibration)
         if best is None:

@@ -10,6 +10,7 @@ import pytest
 
 import agentkit as ak
 from agentkit.engines.base import ToolDefinition
+from agentkit.engines.llama_cpp.call_syntax import JSON_OBJECT, SMOLLM2, CallSyntax
 from agentkit.engines.llama_cpp.engine import LlamaCppEngine
 from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
 
@@ -160,6 +161,46 @@ def test_the_list_close_is_the_model_s_and_the_object_close_is_forced() -> None:
     assert jump.forced() == ""
 
 
+def test_smollm2_calls_are_forced_in_its_trained_shape() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=True, syntax=SMOLLM2)
+    assert _insert(jump) == '<tool_call>[{"name": "lookup", "arguments": {"word": "'
+    jump.feed('a"}}')
+    assert jump.forced() == ""  # another call or the end: the model's choice
+    jump.feed(",")
+    assert _insert(jump) == ' {"name": "lookup", "arguments": {"word": "'
+    jump.feed('b"}}]')
+    assert jump.done  # the tag's close is not generated
+    assert jump.forced() == ""
+
+
+def test_an_auto_round_forces_smollm2_s_opening_once_the_output_starts_with_its_tag() -> None:
+    jump = CallJumpForward([LOOKUP], at_start=False, syntax=SMOLLM2)
+    assert jump.forced() == ""
+    jump.feed("<")
+    assert jump.forced() == 'tool_call>[{"name": "'
+
+
+@pytest.mark.parametrize("syntax", [JSON_OBJECT, SMOLLM2], ids=lambda s: s.name)
+def test_a_comma_the_model_wrote_with_its_call_ends_the_list_when_no_call_fits(
+    syntax: CallSyntax,
+) -> None:
+    jump = CallJumpForward([LOOKUP], at_start=True, syntax=syntax)
+    jump.feed(jump.forced())
+    jump.feed('lookup", "arguments": {"word": "a"')
+    jump.feed("}},")  # one token: the call's close and the comma
+    assert jump.forced(budget=100) == _insert_rest(syntax)
+    jump = CallJumpForward([LOOKUP], at_start=True, syntax=syntax)
+    jump.feed(jump.forced())
+    jump.feed('lookup", "arguments": {"word": "a"')
+    jump.feed("}},")
+    assert jump.forced(budget=3) == ""
+    assert jump.done  # the worker stops; the reader ends the list before the comma
+
+
+def _insert_rest(syntax: CallSyntax) -> str:
+    return syntax.next_call[1:]
+
+
 def test_spaces_the_grammar_allows_elsewhere_do_not_stop_forcing() -> None:
     jump = CallJumpForward([LOOKUP], at_start=False)
     jump.feed('{ "tool_calls" :')
@@ -192,20 +233,31 @@ CALLS: list[tuple[list[ToolDefinition], list[dict[str, Any]]]] = [
 ]
 
 
+def _generated(syntax: CallSyntax, calls: list[dict[str, Any]], spaced: bool) -> str:
+    """A call list as generated: in the syntax's spacing, or with no spaces at all."""
+    separators = (", ", ": ") if spaced else (",", ":")
+    items = [json.dumps(call, separators=separators) for call in calls]
+    first, gap = (syntax.first_gap, syntax.gap) if spaced else ("", "")
+    listed = f"[{first}{f',{gap}'.join(items)}{first}]"
+    if syntax.in_object:
+        return f'{{"tool_calls":{" " if spaced else ""}{listed}}}'
+    return f"{syntax.prefix}{listed}"
+
+
 @pytest.mark.parametrize(("tools", "calls"), CALLS)
 @pytest.mark.parametrize("spaced", [True, False])
+@pytest.mark.parametrize("syntax", [JSON_OBJECT, SMOLLM2], ids=lambda s: s.name)
 def test_forced_text_is_always_how_a_valid_call_object_goes_on(
-    tools: list[ToolDefinition], calls: list[dict[str, Any]], spaced: bool
+    tools: list[ToolDefinition], calls: list[dict[str, Any]], spaced: bool, syntax: CallSyntax
 ) -> None:
-    separators = (", ", ": ") if spaced else (",", ":")
-    text = json.dumps({"tool_calls": calls}, separators=separators)
-    jump = CallJumpForward(tools, at_start=True)
+    text = _generated(syntax, calls, spaced)
+    jump = CallJumpForward(tools, at_start=True, syntax=syntax)
     position = 0
     inserted = 0
     while position < len(text):
         forced = jump.forced()
         rest = text[position:]
-        if forced and (spaced or " " not in forced):
+        if forced and (spaced or not any(char.isspace() for char in forced)):
             # The canonical spacing: spaced text must go on exactly as forced.
             assert rest.startswith(forced), (text[:position], forced)
             jump.feed(forced)
@@ -213,7 +265,7 @@ def test_forced_text_is_always_how_a_valid_call_object_goes_on(
             inserted += len(forced)
             continue
         if forced:
-            assert rest.startswith(forced.replace(" ", "")[:1])
+            assert rest.startswith("".join(forced.split())[:1])
         jump.feed(text[position])
         position += 1
     assert jump.done
@@ -242,8 +294,10 @@ def test_the_engine_inserts_what_the_grammar_fixes_and_the_call_is_valid(
     assert [call.call.name for call in record.tool_calls] == ["lookup"]
     arguments = record.tool_calls[0].call.arguments
     assert isinstance(arguments, dict) and isinstance(arguments["word"], str)
-    opening = '{"tool_calls": [{"name": "lookup", "arguments": {"word": "'
-    assert forced >= len(worker.llama.tokenize(opening.encode(), add_bos=False))
+    assert worker.format.call_syntax is SMOLLM2  # the default model's own call format
+    # Inserted piece by piece, as each becomes forced: the opening, the name, its first key.
+    pieces = [SMOLLM2.opening, 'lookup"', ', "arguments": {"word": "']
+    assert forced >= sum(len(worker.llama.tokenize(p.encode(), add_bos=False)) for p in pieces)
     # The model still wrote the value and chose where the list ends.
     assert record.prediction.usage.completion_tokens > forced
 
@@ -251,11 +305,12 @@ def test_the_engine_inserts_what_the_grammar_fixes_and_the_call_is_valid(
 def test_the_engine_closes_the_list_when_another_call_would_be_cut(
     client: ak.Client, model: ak.LLM
 ) -> None:
-    # Greedy, the model looks up the words one call each; 60 tokens hold two calls and most
-    # of a third, whose close would not fit.
+    # Greedy, the model looks up the words one call each (with 128 tokens: apple, pear, fig,
+    # peach); 60 tokens hold two calls and most of a third, whose close would not fit. It
+    # writes `},` as one token, so the list ends before that comma.
     config = {"temperature": 0, "max_tokens": 60, "tool_choice": "required"}
     result = model.act(
-        "Look up each of these words: apple, pear, plum, fig, kiwi, lime.",
+        "What do 'apple', 'pear', 'plum' and 'fig' mean?",
         [lookup],
         config=config,
         max_prediction_rounds=2,

@@ -11,10 +11,10 @@ model produced, and tool results as a user turn listing each result.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agentkit.engines.llama_cpp.call_syntax import JSON_OBJECT, CallSyntax
 from agentkit.errors import ConfigurationError
 from agentkit.messages import (
     AssistantMessage,
@@ -47,6 +47,8 @@ class PromptFormat:
     """Renders a conversation for one model family."""
 
     name = "base"
+    call_syntax: CallSyntax = JSON_OBJECT
+    """How JSON-mode tool calls are taught, written and read with this format."""
 
     def render(self, messages: Sequence[Message], preamble: str) -> list[Segment]:
         """Segments for the messages plus the opening of the model's reply."""
@@ -96,10 +98,10 @@ def _assistant_turn_text(message: AssistantMessage) -> str:
     return tool_calls_text(message) if message.tool_calls else message.content
 
 
-def tool_calls_text(message: AssistantMessage) -> str:
-    """An assistant message's tool calls as the JSON-mode object the model writes."""
+def tool_calls_text(message: AssistantMessage, syntax: CallSyntax = JSON_OBJECT) -> str:
+    """An assistant message's tool calls as the JSON-mode call list the model writes."""
     calls = [{"name": call.name, "arguments": call.arguments} for call in message.tool_calls]
-    return json.dumps({"tool_calls": calls}, ensure_ascii=False)
+    return syntax.calls_text(calls)
 
 
 def tool_results_text(results: Sequence[ToolResultMessage]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agentkit.engines.llama_cpp.call_syntax import JSON_OBJECT, CallSyntax
 from agentkit.engines.llama_cpp.prompting.formats import (
     PromptFormat,
     Segment,
@@ -34,17 +35,21 @@ class JsonModeTemplate(PromptFormat):
 
     name = "template"
 
-    def __init__(self, template: JinjaPromptFormat) -> None:
+    def __init__(self, template: JinjaPromptFormat, call_syntax: CallSyntax = JSON_OBJECT) -> None:
         self.template = template
+        self.call_syntax = call_syntax
         self.tool_role = _renders_tool_role(template)
         """Whether tool results go in a `tool` turn (else a user turn)."""
 
     def render(self, messages: Sequence[Message], preamble: str) -> list[Segment]:
         """Segments for the messages (reduced to plain turns) plus the reply's opening."""
-        return self.template.render(plain_turns(messages, tool_role=self.tool_role), preamble)
+        turns = plain_turns(messages, tool_role=self.tool_role, syntax=self.call_syntax)
+        return self.template.render(turns, preamble)
 
 
-def plain_turns(messages: Sequence[Message], *, tool_role: bool = False) -> list[Message]:
+def plain_turns(
+    messages: Sequence[Message], *, tool_role: bool = False, syntax: CallSyntax = JSON_OBJECT
+) -> list[Message]:
     """The conversation with tool calls as JSON text and each round's results as one turn."""
     turns: list[Message] = []
     pending: list[ToolResultMessage] = []
@@ -66,7 +71,7 @@ def plain_turns(messages: Sequence[Message], *, tool_role: bool = False) -> list
             continue
         flush()
         if isinstance(message, AssistantMessage) and message.tool_calls:
-            turns.append(AssistantMessage(content=tool_calls_text(message)))
+            turns.append(AssistantMessage(content=tool_calls_text(message, syntax)))
         else:
             turns.append(message)
     flush()
