@@ -189,7 +189,9 @@ SMOLLM2 = CallSyntax(
     name="smollm2",
     prefix="<tool_call>",
     suffix="</tool_call>",
-    # Generated on one line: llama.cpp's JSON grammars allow a space, not a newline, there.
+    # Generated on one line: llama.cpp's JSON grammars allow a space, not a newline, there (a
+    # grammar widened for one call a line, as the instructions show, did worse on BFCL: 30 of
+    # 120 cases, not 31).
     first_gap="",
     gap=" ",
     instructions=_smollm2_instructions,
