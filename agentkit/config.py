@@ -46,6 +46,12 @@ class LoadConfig(_Config):
     """A built-in prompt format (JSON-mode tools) instead of the model's own template."""
     chat_template: str | None = None
     """A Jinja chat template to use instead of the one in the model file."""
+    tool_call_syntax: Literal["agentkit", "trained"] = "agentkit"
+    """How the local engine's JSON mode teaches and writes tool calls: "agentkit", a
+    `{"tool_calls": [...]}` object after short instructions, or "trained", the model family's
+    own function-calling prompt and format where agentkit knows it (SmolLM2's
+    `<tool_call>[...]`; other models keep agentkit's). "trained" picks the right tool more often
+    among several but costs a longer prompt: see the README's Tool-call accuracy."""
 
 
 class NamedToolChoice(_Config):

@@ -9,6 +9,7 @@ into ~/.cache/agentkit/bench/bfcl; nothing fetched is committed):
     python bench/tool_accuracy.py --analyze out.json   # failure kinds of a saved run, no model
     python bench/tool_accuracy.py --tool-choice required   # agentkit must call (default auto)
     python bench/tool_accuracy.py --bare-names enum        # bare grammar: offered names only
+    python bench/tool_accuracy.py --call-syntax trained    # the model family's own call format
 
 Cases: a seeded sample of BFCL's `simple_python`, `multiple` and `parallel` categories (the
 first turn of each). Each case runs two ways on the same model, greedy, max_tokens 128 by
@@ -167,9 +168,15 @@ class AgentkitPath:
     """One act() round on the local engine in JSON mode."""
 
     def __init__(
-        self, client: ak.Client, model_path: Path, max_tokens: int, tool_choice: ToolChoice
+        self,
+        client: ak.Client,
+        model_path: Path,
+        max_tokens: int,
+        tool_choice: ToolChoice,
+        call_syntax: Literal["agentkit", "trained"],
     ) -> None:
-        self.model = client.llm.model(str(model_path))
+        load = ak.LoadConfig(tool_call_syntax=call_syntax)
+        self.model = client.llm.model(str(model_path), config=load)
         self.config = ak.PredictionConfig(
             temperature=0.0, max_tokens=max_tokens, tool_choice=tool_choice
         )
@@ -425,6 +432,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="agentkit's tool_choice (default auto, as act() runs; the bare grammar always calls)",
     )
     parser.add_argument(
+        "--call-syntax",
+        choices=("agentkit", "trained"),
+        default="agentkit",
+        help="the local engine's LoadConfig.tool_call_syntax (default agentkit)",
+    )
+    parser.add_argument(
         "--bare-names",
         choices=("string", "enum"),
         default="string",
@@ -468,13 +481,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_tokens": args.max_tokens,
         "tool_choice": args.tool_choice,
         "bare_names": args.bare_names,
+        "call_syntax": args.call_syntax,
         "categories": categories,
         "cases": len(cases),
     }
     print(f"{len(cases)} cases; model {model_path}; max_tokens {args.max_tokens}", flush=True)
     with ak.Client() as client:
         # Loaded for the bare path too: it takes the engine's context length.
-        agentkit_path = AgentkitPath(client, model_path, args.max_tokens, tool_choice)
+        agentkit_path = AgentkitPath(
+            client, model_path, args.max_tokens, tool_choice, args.call_syntax
+        )
         runners: dict[str, Callable[[Case], Run]] = {}
         if "agentkit" in paths:
             runners["agentkit"] = agentkit_path.run

@@ -11,7 +11,10 @@ better in the shape and wording it was fine-tuned on. Two syntaxes:
   `<tool_call>[{"name": ..., "arguments": {...}}, ...]</tool_call>`. Its grammar ends with the
   list's `]`: the closing tag would only cost tokens, so it is written back into the history.
 
-`for_model` picks one from the GGUF's metadata (`general.basename`/`general.name`).
+`JSON_OBJECT` is every model's default. With `LoadConfig(tool_call_syntax="trained")` the
+engine asks `for_model`, which picks one from the GGUF's metadata
+(`general.basename`/`general.name`): the trained prompt is longer (the main job: 491 prompt
+tokens against 307, ~0.8 s more), so it is chosen, not imposed.
 """
 
 from __future__ import annotations

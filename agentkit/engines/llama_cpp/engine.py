@@ -186,7 +186,11 @@ class LlamaCppEngine(BaseEngine):
                 native = NativeTemplate(jinja, tool_format)
                 prompt_format = jinja
             else:
-                prompt_format = JsonModeTemplate(jinja, call_syntax.for_model(gguf.metadata))
+                trained = config.tool_call_syntax == "trained"
+                syntax = (
+                    call_syntax.for_model(gguf.metadata) if trained else call_syntax.JSON_OBJECT
+                )
+                prompt_format = JsonModeTemplate(jinja, syntax)
         return InstanceWorker(
             info,
             llama,

@@ -1,7 +1,8 @@
 """Per-family JSON-mode call syntax: SmolLM2's `<tool_call>[...]` next to agentkit's object.
 
 Grammar, instructions, splitter and reader work on plain text; the last tests run the default
-model (SmolLM2-135M-Instruct), which gets its trained format."""
+model (SmolLM2-135M-Instruct), which gets its trained format when loaded with
+`tool_call_syntax="trained"`."""
 
 from __future__ import annotations
 
@@ -143,12 +144,15 @@ def test_smollm2_s_grammar_opens_calls_with_its_tag_and_answers_cannot_look_like
 # -- the real engine on the default model -------------------------------------------------------
 
 
-def test_the_default_model_calls_in_its_trained_format(client: ak.Client, model: ak.LLM) -> None:
+def test_the_default_model_calls_in_its_trained_format_when_loaded_for_it(
+    client: ak.Client, model: ak.LLM, trained: ak.LLM
+) -> None:
     engine = client.async_client.engine
     assert isinstance(engine, LlamaCppEngine)
-    assert engine._instance(model.identifier).format.call_syntax is SMOLLM2
+    assert engine._instance(model.identifier).format.call_syntax is JSON_OBJECT  # the default
+    assert engine._instance(trained.identifier).format.call_syntax is SMOLLM2
     config = {"temperature": 0, "max_tokens": 48, "tool_choice": "required"}
-    result = model.act(
+    result = trained.act(
         "What does 'apple' mean?", [LOOKUP_TOOL], config=config, max_prediction_rounds=2
     )
     record = result.round_records[0]

@@ -281,20 +281,22 @@ def lookup(word: str) -> str:
 
 
 def test_the_engine_inserts_what_the_grammar_fixes_and_the_call_is_valid(
-    client: ak.Client, model: ak.LLM
+    client: ak.Client, trained: ak.LLM
 ) -> None:
     engine = client.async_client.engine
     assert isinstance(engine, LlamaCppEngine)
-    worker = engine._instance(model.identifier)
+    worker = engine._instance(trained.identifier)
     config = {"temperature": 0, "seed": 7, "max_tokens": 40, "tool_choice": "required"}
     before = worker.stats.forced_tokens
-    result = model.act("What does 'apple' mean?", [lookup], config=config, max_prediction_rounds=2)
+    result = trained.act(
+        "What does 'apple' mean?", [lookup], config=config, max_prediction_rounds=2
+    )
     forced = worker.stats.forced_tokens - before
     record = result.round_records[0]
     assert [call.call.name for call in record.tool_calls] == ["lookup"]
     arguments = record.tool_calls[0].call.arguments
     assert isinstance(arguments, dict) and isinstance(arguments["word"], str)
-    assert worker.format.call_syntax is SMOLLM2  # the default model's own call format
+    assert worker.format.call_syntax is SMOLLM2  # the default model's own, as loaded
     # Inserted piece by piece, as each becomes forced: the opening, the name, its first key.
     pieces = [SMOLLM2.opening, 'lookup"', ', "arguments": {"word": "']
     assert forced >= sum(len(worker.llama.tokenize(p.encode(), add_bos=False)) for p in pieces)
@@ -302,14 +304,12 @@ def test_the_engine_inserts_what_the_grammar_fixes_and_the_call_is_valid(
     assert record.prediction.usage.completion_tokens > forced
 
 
-def test_the_engine_closes_the_list_when_another_call_would_be_cut(
-    client: ak.Client, model: ak.LLM
-) -> None:
+def test_the_engine_closes_the_list_when_another_call_would_be_cut(trained: ak.LLM) -> None:
     # Greedy, the model looks up the words one call each (with 128 tokens: apple, pear, fig,
     # peach); 60 tokens hold two calls and most of a third, whose close would not fit. It
     # writes `},` as one token, so the list ends before that comma.
     config = {"temperature": 0, "max_tokens": 60, "tool_choice": "required"}
-    result = model.act(
+    result = trained.act(
         "What do 'apple', 'pear', 'plum' and 'fig' mean?",
         [lookup],
         config=config,
