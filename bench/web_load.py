@@ -76,7 +76,6 @@ def new_agent(db: Path) -> AsyncAgent:
 
 def serve(port: int, directory: Path, users: int, loop: str, http: str) -> None:
     """The child process: the example app under uvicorn."""
-    import uvicorn
     import webapp
 
     from agentkit.web import ModelQueue, UserLimits
@@ -87,7 +86,13 @@ def serve(port: int, directory: Path, users: int, loop: str, http: str) -> None:
         limits=UserLimits(max_message_chars=1000, messages_per_minute=1000),
         model_queue=ModelQueue(users * 2),
     )
-    app = webapp.create_app(new_agent(directory / "web.db"), config)
+    _run_uvicorn(webapp.create_app(new_agent(directory / "web.db"), config), port, loop, http)
+
+
+def _run_uvicorn(app: Any, port: int, loop: str, http: str) -> None:
+    """Serve `app` as every child does, so the app and the --floor app see the same server."""
+    import uvicorn
+
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -146,17 +151,7 @@ BARE_IDS = itertools.count()
 
 def serve_bare(port: int, loop: str, http: str) -> None:
     """The child process for --floor: `bare_app` under uvicorn."""
-    import uvicorn
-
-    uvicorn.run(
-        bare_app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        backlog=4096,
-        loop=loop,
-        http=http,
-    )
+    _run_uvicorn(bare_app, port, loop, http)
 
 
 def serve_local(port: int, directory: Path, users: int) -> None:
