@@ -111,8 +111,10 @@ class CallJumpForward:
         "_arguments",
         "_call",
         "_call_opened",
+        "_calls_closed",
         "_canonical",
         "_depth",
+        "_ends_settled",
         "_escaped",
         "_in_string",
         "_key",
@@ -159,6 +161,8 @@ class CallJumpForward:
         self._pieces = 0  # pieces fed (the worker feeds one token at a time)
         self._call_opened = 0  # the piece that opened the current call
         self._longest_call = 0  # pieces of the longest call of the list so far
+        self._calls_closed = 0  # calls of the list written so far
+        self._ends_settled = 0  # calls after which whether another follows is settled
         self.done = False
         """True once the call list is closed: nothing but the end of generation follows."""
 
@@ -188,11 +192,7 @@ class CallJumpForward:
         """
         if self.done:
             return ""
-        if (
-            budget is not None
-            and self._between_calls()
-            and budget < self._longest_call + _CLOSE_MARGIN
-        ):
+        if budget is not None and self._between_calls() and not self.room_for_another_call(budget):
             if self._text.rstrip().endswith(","):
                 self.done = True
                 return ""
@@ -205,6 +205,27 @@ class CallJumpForward:
         if not rest and self._key is not None:
             rest = self._key_rest()
         return rest
+
+    def room_for_another_call(self, budget: int) -> bool:
+        """Whether `budget` tokens could hold a call as long as the longest one so far, with
+        the comma before it and the list's close."""
+        return budget >= self._longest_call + _CLOSE_MARGIN
+
+    def list_end_open(self) -> bool:
+        """Whether a call just closed and whether another follows is not settled yet (the
+        model's `,` may be written already, in a `},` token)."""
+        return not self.done and self._between_calls() and self._calls_closed > self._ends_settled
+
+    def settle_list_end(self) -> bool:
+        """Mark whether another call follows after this one as settled; whether the model's
+        comma is written already."""
+        self._ends_settled = self._calls_closed
+        return self._text.rstrip().endswith(",")
+
+    @property
+    def syntax(self) -> CallSyntax:
+        """The call syntax followed."""
+        return self._syntax
 
     def _between_calls(self) -> bool:
         """Whether a call just closed and no other call opened yet (the model's `,` or `]`
@@ -285,6 +306,7 @@ class CallJumpForward:
                 self._name = None  # a call ended
                 length = self._pieces - self._call_opened + 1
                 self._longest_call = max(self._longest_call, length)
+                self._calls_closed += 1
             elif self._depth == self._list - 1 and char == "]" and self._depth > 0:
                 self._expect(self._syntax.close[1:], index + 1)
             elif self._depth == 0:

@@ -25,7 +25,7 @@ measured on BFCL (README, "Tool-call accuracy") and normalising won nothing.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,12 +46,13 @@ class NameScorer:
     calibration scores of recent tool sets); used from the instance's worker thread only.
     """
 
-    __slots__ = ("_closing", "_llama", "_n_vocab", "_priors")
+    __slots__ = ("_closing", "_llama", "_n_vocab", "_priors", "_starting")
 
     def __init__(self, llama: Any) -> None:
         self._llama = llama
         self._n_vocab = int(llama.n_vocab())
         self._closing: npt.NDArray[np.bool_] | None = None
+        self._starting: dict[str, npt.NDArray[np.bool_]] = {}
         self._priors: dict[tuple[tuple[int, ...], tuple[str, ...]], list[float] | None] = {}
 
     def best(self, texts: Sequence[str], calibration: Sequence[int] | None = None) -> str | None:
@@ -111,19 +112,31 @@ class NameScorer:
         live = llama.input_ids[: llama.n_tokens].tolist()
         if not calibration or len(calibration) >= int(llama.n_ctx()) or not live:
             return None
-        # Both evaluations below go from the last shared token on, so each has one at least.
-        shared = min(shared_prefix(live, list(calibration)), len(calibration) - 1, len(live) - 1)
         try:
-            llama.n_tokens = shared
-            llama.eval(list(calibration[shared:]))
+            self.goto(calibration)
             prior = self.scores(texts)
         finally:
-            llama.n_tokens = shared
-            llama.eval(live[shared:])
+            self.goto(live)
         if len(self._priors) >= _PRIORS_KEPT:
             self._priors.pop(next(iter(self._priors)))
         self._priors[key] = prior
         return prior
+
+    def next_char_log_probs(self, tokens: Sequence[int], chars: Sequence[str]) -> list[float]:
+        """After `tokens` (the context is moved there), the log-probability that the next
+        token's text starts with each of `chars`, spaces before it allowed."""
+        self.goto(tokens)
+        dist = _log_softmax(self._logits(-1))
+        return [float(np.logaddexp.reduce(dist[self._tokens_starting(char)])) for char in chars]
+
+    def goto(self, tokens: Sequence[int]) -> None:
+        """Make the context hold `tokens`, evaluating them from where they part from it (the
+        last one at least, so its logits are the next token's)."""
+        llama = self._llama
+        live = llama.input_ids[: llama.n_tokens].tolist()
+        shared = min(shared_prefix(live, list(tokens)), len(tokens) - 1)
+        llama.n_tokens = shared
+        llama.eval(list(tokens[shared:]))
 
     def _decode(self, tokens: list[int], base: int) -> list[npt.NDArray[np.float32]]:
         """Evaluate `tokens` after position `base` with logits for every one of them."""
@@ -139,17 +152,29 @@ class NameScorer:
             raise RuntimeError("llama.cpp kept no logits for that position")
         return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
 
+    def _tokens_starting(self, char: str) -> npt.NDArray[np.bool_]:
+        """Which tokens' text starts with `char` after any spaces."""
+        mask = self._starting.get(char)
+        if mask is None:
+            wanted = char.encode("utf-8")
+            mask = self._vocab_mask(lambda piece: piece.lstrip(b" ").startswith(wanted))
+            self._starting[char] = mask
+        return mask
+
     def _closing_tokens(self) -> npt.NDArray[np.bool_]:
         """Which tokens end a JSON string: those whose text starts with a quote."""
         if self._closing is None:
-            vocab = _lib.llama_model_get_vocab(self._llama.model)
-            buffer = ctypes.create_string_buffer(64)
-            mask = np.zeros(self._n_vocab, dtype=np.bool_)
-            for token in range(self._n_vocab):
-                size = _lib.llama_token_to_piece(vocab, token, buffer, 64, 0, False)
-                mask[token] = size > 0 and buffer.raw[:1] == b'"'
-            self._closing = mask
+            self._closing = self._vocab_mask(lambda piece: piece[:1] == b'"')
         return self._closing
+
+    def _vocab_mask(self, test: Callable[[bytes], bool]) -> npt.NDArray[np.bool_]:
+        vocab = _lib.llama_model_get_vocab(self._llama.model)
+        buffer = ctypes.create_string_buffer(64)
+        mask = np.zeros(self._n_vocab, dtype=np.bool_)
+        for token in range(self._n_vocab):
+            size = _lib.llama_token_to_piece(vocab, token, buffer, 64, 0, False)
+            mask[token] = size > 0 and test(buffer.raw[:size])
+        return mask
 
 
 def _log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

@@ -35,6 +35,7 @@ from agentkit.engines.llama_cpp.kv_cache import (
     StateCache,
     shared_prefix,
 )
+from agentkit.engines.llama_cpp.list_end import another_call
 from agentkit.engines.llama_cpp.models import GgufInfo
 from agentkit.engines.llama_cpp.name_choice import NameScorer
 from agentkit.engines.llama_cpp.prompting.formats import PromptFormat, Segment
@@ -268,6 +269,7 @@ class InstanceWorker:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(job.stop_strings)
         generated = 0
+        start = int(llama.n_tokens)
         pending: list[int] = []  # kept tokens not yet evaluated
         finish = "length"
         with TokenSampler(llama, job.params, job.plan.grammar) as sampler:
@@ -281,6 +283,13 @@ class InstanceWorker:
                         pending = []
                     forced = self._choose_name(
                         job.plan, jump.opening, choices, sampler, max_tokens - generated
+                    )
+                elif jump is not None and job.plan.calibration and jump.list_end_open():
+                    if pending:  # weighed from the logits after them
+                        llama.eval(pending)
+                        pending = []
+                    forced = self._settle_list_end(
+                        job.plan, jump, sampler, start, max_tokens - generated
                     )
                 else:
                     forced = self._forced(jump, sampler, max_tokens - generated)
@@ -361,6 +370,44 @@ class InstanceWorker:
             llama.n_tokens -= 1
             llama.eval([last])
         return forced
+
+    def _settle_list_end(
+        self,
+        plan: RoundPlan,
+        jump: CallJumpForward,
+        sampler: TokenSampler,
+        start: int,
+        budget: int,
+    ) -> list[int]:
+        """After a call: whether another follows, by calibrated likelihood (see list_end);
+        the tokens inserted for it. `start`: where the generated tokens begin in the context."""
+        llama = self.llama
+        if self._names is None:
+            self._names = NameScorer(llama)
+        assert plan.calibration is not None
+        live = llama.input_ids[: llama.n_tokens].tolist()
+        written = jump.settle_list_end()
+        if not jump.room_for_another_call(budget):  # forced() closes the list
+            return self._forced(jump, sampler, budget)
+        output = live[start:]
+        if written and output:  # weighed as written up to the call's close, before the comma
+            text = self._piece(output[-1])
+            head = text[: text.rindex(",")] if "," in text else text
+            output = output[:-1] + llama.tokenize(
+                head.encode("utf-8"), add_bos=False, special=False
+            )
+        calibration = self._tokenize(plan.calibration())
+        more = another_call(self._names, live, start, calibration, output)
+        if written:
+            if not more:
+                jump.done = True  # the reader ends the list before the comma
+                return []
+            return self._forced(jump, sampler, budget)
+        return self._insert(jump.syntax.next_call if more else jump.syntax.close, sampler, budget)
+
+    def _piece(self, token: int) -> str:
+        text: bytes = self.llama.detokenize([token])
+        return text.decode("utf-8", "replace")
 
     def _insert(self, text: str, sampler: TokenSampler, budget: int) -> list[int]:
         """`text`'s tokens (at most `budget`) as far as the grammar accepts them."""
