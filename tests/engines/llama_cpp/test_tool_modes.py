@@ -92,6 +92,9 @@ def test_a_choice_of_tools_gets_a_calibration_prompt_without_the_conversation() 
     assert calibration.endswith("<start_of_turn>model\n")
 
 
-def test_a_single_tool_needs_no_calibration() -> None:
+def test_a_single_tool_is_calibrated_too_and_no_tools_are_not() -> None:
+    # Whether another call follows is weighed against it whatever the number of tools.
     plan = plan_round(PredictionRequest(MESSAGES, (TOOL,)), PredictionConfig(), GemmaFormat(), None)
+    assert plan.calibration is not None
+    plan = plan_round(PredictionRequest(MESSAGES, ()), PredictionConfig(), GemmaFormat(), None)
     assert plan.calibration is None
