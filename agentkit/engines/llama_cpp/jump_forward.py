@@ -17,10 +17,11 @@ a schema, SmolLM2 wants to write `"type"` where the first parameter's key goes, 
 
 `CallJumpForward` follows the generated text and answers `forced()`: the text to insert now, or
 "" where the model chooses (a value, whether another call follows, an optional parameter).
-Two choices are taken from token-by-token sampling: `name_choices()` tells where the first
+Three choices are taken from token-by-token sampling: `name_choices()` tells where the first
 call's name is open between several tools (the worker picks it by whole-name likelihood, see
-name_choice), and `forced(budget)` closes the list between calls when the tokens left could not
-hold another call.
+name_choice), `forced(budget)` closes the list between calls when the tokens left could not
+hold another call, and `list_end_open()` tells where the worker weighs whether another call
+follows (see list_end).
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class RoundPlan:
     # Inserts what the grammar leaves no choice about (JSON-mode calls); None: sample it all.
     jump_forward: Callable[[], CallJumpForward] | None = None
     # The same prompt with the conversation left out (the tools, an empty user turn): what the
-    # model would write with no request, which name choice and structure choice discount.
+    # model would write with no request, which name choice and the list end discount.
     calibration: Callable[[], list[Segment]] | None = None
 
 
@@ -143,8 +143,8 @@ def _jump_forward(
 def _calibration(
     renderer: PromptFormat, messages: Sequence[Message], preamble: str, tools: Sequence[object]
 ) -> Callable[[], list[Segment]] | None:
-    """The prompt without the conversation, for rounds that offer tools: name choice and
-    structure choice weigh the model's choices against it."""
+    """The prompt without the conversation, for rounds that offer tools: name choice and the
+    list end (see list_end) weigh the model's choices against it."""
     if not tools:
         return None
     kept = [m for m in messages if isinstance(m, SystemMessage)]
