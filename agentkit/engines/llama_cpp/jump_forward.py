@@ -212,6 +212,38 @@ class CallJumpForward:
         the comma before it and the list's close."""
         return budget >= self._longest_call + _CLOSE_MARGIN
 
+    def argument_choice_in(self, piece: str) -> str:
+        """Where every required argument of the call is written and optional ones are left:
+        "," when `piece` (a token's text) ends the value being written and adds an argument,
+        "}" when it ends the value and the arguments; else ""."""
+        tool = self._name
+        if (
+            tool is None
+            or self.done
+            or self._key is not None
+            or self._keys + 1 < len(tool.required)
+            or self._last_optional + 1 >= len(tool.optional)
+        ):
+            return ""
+        in_string, escaped, depth = self._in_string, self._escaped, self._depth
+        for char in piece:
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif char == "\\":
+                    escaped = True
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in "{[":
+                depth += 1
+            elif char in ",}]" and depth == self._arguments:
+                return char if char in ",}" else ""
+            elif char in "}]":
+                depth -= 1
+        return ""
+
     def list_end_open(self) -> bool:
         """Whether a call just closed and whether another follows is not settled yet (the
         model's `,` may be written already, in a `},` token)."""

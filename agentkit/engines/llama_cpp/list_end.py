@@ -34,9 +34,11 @@ def another_call(
     """Whether another call should follow `output`, the output so far up to a call's close.
     `live`: the context's tokens, the prompt its first `prompt` ones; `calibration`: the
     calibration prompt's tokens. The context holds `live` again afterwards."""
+    live_output = [*live[:prompt], *output]
     try:
-        on = scorer.next_char_log_probs([*live[:prompt], *output], _CHOICES)
-        off = scorer.next_char_log_probs([*calibration, *output], _CHOICES)
+        scorer.goto(live_output)  # live itself unless a `},` is weighed before its comma
+        on = scorer.next_chars(scorer.next_log_probs(), _CHOICES)
+        off = scorer.next_chars(scorer.log_probs_after([*calibration, *output]), _CHOICES)
     finally:
         scorer.goto(live)
     return on[0] - off[0] > on[1] - off[1]

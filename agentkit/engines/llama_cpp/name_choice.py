@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from llama_cpp import llama_cpp as _lib
 
-from agentkit.engines.llama_cpp.kv_cache import shared_prefix
+from agentkit.engines.llama_cpp.kv_cache import SavedState, shared_prefix
 
 __all__ = ["NameScorer"]
 
@@ -122,12 +122,32 @@ class NameScorer:
         self._priors[key] = prior
         return prior
 
-    def next_char_log_probs(self, tokens: Sequence[int], chars: Sequence[str]) -> list[float]:
-        """After `tokens` (the context is moved there), the log-probability that the next
-        token's text starts with each of `chars`, spaces before it allowed."""
-        self.goto(tokens)
-        dist = _log_softmax(self._logits(-1))
-        return [float(np.logaddexp.reduce(dist[self._tokens_starting(char)])) for char in chars]
+    def next_log_probs(self) -> npt.NDArray[np.float64]:
+        """The next token's log-probabilities after the context's last evaluated token."""
+        return _log_softmax(self._logits(-1))
+
+    def log_probs_after(self, tokens: Sequence[int]) -> npt.NDArray[np.float64]:
+        """The next token's log-probabilities after `tokens` instead of the context, which is
+        put back afterwards from a copy of its KV state (cheaper than evaluating its tail
+        again) with its last token evaluated again, so its logits are the next token's."""
+        llama = self._llama
+        saved = SavedState.capture(llama)
+        try:
+            self.goto(tokens)
+            return self.next_log_probs()
+        finally:
+            saved.restore(llama)
+            if llama.n_tokens:
+                last = int(llama.input_ids[llama.n_tokens - 1])
+                llama.n_tokens -= 1
+                llama.eval([last])
+
+    def next_chars(self, log_probs: npt.NDArray[np.float64], chars: Sequence[str]) -> list[float]:
+        """From next-token log-probabilities: the log-probability that the next token's text
+        starts with each of `chars`, spaces before it allowed."""
+        return [
+            float(np.logaddexp.reduce(log_probs[self._tokens_starting(char)])) for char in chars
+        ]
 
     def goto(self, tokens: Sequence[int]) -> None:
         """Make the context hold `tokens`, evaluating them from where they part from it (the

@@ -28,6 +28,7 @@ import anyio.lowlevel
 
 from agentkit.cancel import call_soon_in_loop
 from agentkit.engines.base import FirstToken, ModelInstanceInfo, PredictionDone, PromptProgress
+from agentkit.engines.llama_cpp.argument_choice import ARGUMENT_ROOM, more_arguments
 from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
 from agentkit.engines.llama_cpp.kv_cache import (
     MIN_RESTORE_GAIN,
@@ -307,8 +308,15 @@ class InstanceWorker:
                     if llama.token_eos() == token or is_end_of_generation(llama, token):
                         finish = "stop"
                         break
-                    sampler.accept(token)
-                    tokens = [token]
+                    added = self._add_argument(
+                        job.plan, jump, sampler, start, token, max_tokens - generated
+                    )
+                    if added:
+                        pending = []  # evaluated before sampling
+                        forced = tokens = added
+                    else:
+                        sampler.accept(token)
+                        tokens = [token]
                 pending = pending + tokens if forced else tokens
                 stopped = False
                 for token in tokens:
@@ -404,6 +412,38 @@ class InstanceWorker:
                 return []
             return self._forced(jump, sampler, budget)
         return self._insert(jump.syntax.next_call if more else jump.syntax.close, sampler, budget)
+
+    def _add_argument(
+        self,
+        plan: RoundPlan,
+        jump: CallJumpForward | None,
+        sampler: TokenSampler,
+        start: int,
+        token: int,
+        budget: int,
+    ) -> list[int]:
+        """Where the model's `token` ends a call's arguments with optional ones left: a token
+        that adds one instead when calibrated likelihood prefers it (see argument_choice); []
+        to keep the model's token, and where `budget` tokens could not hold another argument
+        (a call cut by max_tokens is lost)."""
+        if jump is None or plan.calibration is None or budget < ARGUMENT_ROOM:
+            return []
+        if jump.argument_choice_in(self._piece(token)) != "}":
+            return []
+        llama = self.llama
+        if self._names is None:
+            self._names = NameScorer(llama)
+        live = llama.input_ids[: llama.n_tokens].tolist()
+        calibration = [*self._tokenize(plan.calibration()), *live[start:]]
+        adding = more_arguments(
+            self._names, calibration, lambda t: jump.argument_choice_in(self._piece(t))
+        )
+        for candidate in adding:
+            if sampler.allows(candidate):
+                sampler.accept(candidate)
+                self.stats.forced_tokens += 1
+                return [candidate]
+        return []
 
     def _piece(self, token: int) -> str:
         text: bytes = self.llama.detokenize([token])
