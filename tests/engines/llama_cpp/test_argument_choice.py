@@ -8,9 +8,7 @@ from typing import Any
 import numpy as np
 
 import agentkit as ak
-from agentkit.engines.base import ToolDefinition
 from agentkit.engines.llama_cpp.engine import LlamaCppEngine
-from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
 from agentkit.engines.llama_cpp.name_choice import NameScorer
 
 FINDER_SCHEMA: dict[str, Any] = {
@@ -26,30 +24,6 @@ FINDER_SCHEMA: dict[str, Any] = {
     },
     "required": ["city", "cuisine"],
 }
-FINDER = ToolDefinition("restaurant_finder", "Locate restaurants.", FINDER_SCHEMA)
-OPEN = '{"tool_calls": [{"name": "restaurant_finder", "arguments": {"city": "Rome", "cuisine": "'
-
-
-def _jump(text: str) -> CallJumpForward:
-    jump = CallJumpForward([FINDER], at_start=True)
-    for char in text:
-        jump.feed(char)
-    return jump
-
-
-def test_the_token_that_ends_a_value_chooses_once_required_arguments_are_written() -> None:
-    jump = _jump(OPEN + "Thai")
-    assert jump.argument_choice_in('",') == ","
-    assert jump.argument_choice_in('"}') == "}"
-    assert jump.argument_choice_in('"}}') == "}"
-    assert jump.argument_choice_in("i") == ""  # the value goes on
-    assert jump.argument_choice_in('i, "') == ""  # inside the string still
-    # Before the last required argument, the comma is not the model's to choose.
-    assert _jump(OPEN[: OPEN.index(', "cuisine"')]).argument_choice_in(", ") == ""
-
-
-def test_no_choice_is_left_once_the_optional_arguments_are_written() -> None:
-    assert _jump(OPEN + 'Thai", "diet": "vegan').argument_choice_in('"}') == ""
 
 
 def test_weighing_against_another_prompt_leaves_the_context_as_it_was(

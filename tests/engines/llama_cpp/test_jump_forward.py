@@ -323,3 +323,66 @@ def test_the_engine_closes_the_list_when_another_call_would_be_cut(trained: ak.L
     assert record.prediction.finish_reason == "stop"  # closed, not cut by max_tokens
     assert record.prediction.usage.completion_tokens < 60
     assert not [m for m in result.messages[1:] if isinstance(m, ak.UserMessage)]  # no malformed
+
+
+def _fed(tool: ToolDefinition, text: str) -> CallJumpForward:
+    jump = CallJumpForward([tool], at_start=True)
+    _feed_all(jump, text)
+    return jump
+
+
+FINDER = ToolDefinition(
+    "restaurant_finder",
+    "Locate restaurants.",
+    {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "cuisine": {"type": "string"},
+            "diet": {"type": "string"},
+        },
+        "required": ["city", "cuisine"],
+    },
+)
+OPEN = '{"tool_calls": [{"name": "restaurant_finder", "arguments": {"city": "Rome", "cuisine": "'
+CALL = '{"tool_calls": [{"name": "lookup", "arguments": {"word": "apple"}}'
+
+
+def test_the_token_that_ends_a_value_chooses_once_required_arguments_are_written() -> None:
+    jump = _fed(FINDER, OPEN + "Thai")
+    assert jump.argument_choice_in('",') == ","
+    assert jump.argument_choice_in('"}') == "}"
+    assert jump.argument_choice_in('"}}') == "}"
+    assert jump.argument_choice_in("i") == ""  # the value goes on
+    assert jump.argument_choice_in('i, "') == ""  # inside the string still
+    # Before the last required argument, the comma is not the model's to choose.
+    assert _fed(FINDER, OPEN[: OPEN.index(', "cuisine"')]).argument_choice_in(", ") == ""
+
+
+def test_no_choice_is_left_once_the_optional_arguments_are_written() -> None:
+    assert _fed(FINDER, OPEN + 'Thai", "diet": "vegan').argument_choice_in('"}') == ""
+
+
+def test_the_list_end_is_open_once_after_each_call() -> None:
+    assert not _fed(LOOKUP, CALL[:-1]).list_end_open()  # inside the call
+    jump = _fed(LOOKUP, CALL)
+    assert jump.list_end_open()
+    assert jump.settle_list_end() is False  # no comma written yet
+    assert not jump.list_end_open()
+    for char in ', {"name": "lookup", "arguments": {"word": "pear"}}':
+        jump.feed(char)
+    assert jump.list_end_open()  # the second call's end is a choice of its own
+
+
+def test_a_comma_written_with_the_call_s_close_is_reported() -> None:
+    jump = _fed(LOOKUP, CALL[:-1])
+    jump.feed("},")
+    assert jump.list_end_open()
+    assert jump.settle_list_end() is True
+
+
+def test_room_for_another_call_is_the_longest_call_and_the_close() -> None:
+    jump = _fed(LOOKUP, CALL)  # fed a character at a time: the call took 31 pieces
+    longest = len('{"name": "lookup", "arguments": {"word": "apple"}}')
+    assert jump.room_for_another_call(longest + 3)
+    assert not jump.room_for_another_call(longest + 2)

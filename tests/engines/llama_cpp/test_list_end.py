@@ -6,47 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import agentkit as ak
-from agentkit.engines.base import ToolDefinition
-from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
-
-LOOKUP = ToolDefinition(
-    "lookup",
-    "Look a word up.",
-    {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]},
-)
-CALL = '{"tool_calls": [{"name": "lookup", "arguments": {"word": "apple"}}'
-
-
-def _jump(text: str) -> CallJumpForward:
-    jump = CallJumpForward([LOOKUP], at_start=True)
-    for char in text:
-        jump.feed(char)
-    return jump
-
-
-def test_the_list_end_is_open_once_after_each_call() -> None:
-    assert not _jump(CALL[:-1]).list_end_open()  # inside the call
-    jump = _jump(CALL)
-    assert jump.list_end_open()
-    assert jump.settle_list_end() is False  # no comma written yet
-    assert not jump.list_end_open()
-    for char in ', {"name": "lookup", "arguments": {"word": "pear"}}':
-        jump.feed(char)
-    assert jump.list_end_open()  # the second call's end is a choice of its own
-
-
-def test_a_comma_written_with_the_call_s_close_is_reported() -> None:
-    jump = _jump(CALL[:-1])
-    jump.feed("},")
-    assert jump.list_end_open()
-    assert jump.settle_list_end() is True
-
-
-def test_room_for_another_call_is_the_longest_call_and_the_close() -> None:
-    jump = _jump(CALL)  # fed a character at a time: the call took 31 pieces
-    longest = len('{"name": "lookup", "arguments": {"word": "apple"}}')
-    assert jump.room_for_another_call(longest + 3)
-    assert not jump.room_for_another_call(longest + 2)
 
 
 def _integers(what: str, choice: str, values: list[str], default: str) -> dict[str, Any]:
