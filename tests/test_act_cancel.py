@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -50,7 +51,7 @@ async def test_cancelling_the_task_cancels_running_async_tools() -> None:
         tool_state.append("started")
         started.set()
         try:
-            await anyio.sleep(30)
+            await anyio.sleep(5)  # interrupt_main() does not wake the loop: it lands after
         finally:
             tool_state.append("cleaned up")
         return "never"
@@ -119,9 +120,15 @@ def test_keyboard_interrupt_in_the_caller_cancels_the_background_run() -> None:
 
         _thread.interrupt_main()
 
-    threading.Thread(target=interrupt).start()
-    with pytest.raises(KeyboardInterrupt):
-        model.act("go", [wait])
+    # Python's own Ctrl-C handler, whatever an earlier test or library left installed: with
+    # another handler the interrupt raised nothing and the scripted run called its tool forever.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt).start()
+        with pytest.raises(KeyboardInterrupt):
+            model.act("go", [wait], max_prediction_rounds=3)  # bounded if it is lost
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.perf_counter() + 2
     while not state and time.perf_counter() < deadline:
         time.sleep(0.01)
