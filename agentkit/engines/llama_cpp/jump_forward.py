@@ -212,18 +212,23 @@ class CallJumpForward:
         the comma before it and the list's close."""
         return budget >= self._longest_call + _CLOSE_MARGIN
 
-    def argument_choice_in(self, piece: str) -> str:
-        """Where every required argument of the call is written and optional ones are left:
-        "," when `piece` (a token's text) ends the value being written and adds an argument,
-        "}" when it ends the value and the arguments; else ""."""
+    def argument_choice_open(self) -> bool:
+        """Whether every required argument of the call is written and optional ones are left,
+        so the token that ends the value being written chooses whether another follows."""
         tool = self._name
-        if (
+        return not (
             tool is None
             or self.done
             or self._key is not None
             or self._keys + 1 < len(tool.required)
             or self._last_optional + 1 >= len(tool.optional)
-        ):
+        )
+
+    def argument_choice_in(self, piece: str) -> str:
+        """Where an argument choice is open: "," when `piece` (a token's text) ends the value
+        being written and adds an argument, "}" when it ends the value and the arguments;
+        else ""."""
+        if not self.argument_choice_open():
             return ""
         in_string, escaped, depth = self._in_string, self._escaped, self._depth
         for char in piece:

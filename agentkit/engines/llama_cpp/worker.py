@@ -428,7 +428,8 @@ class InstanceWorker:
         (a call cut by max_tokens is lost)."""
         if jump is None or plan.calibration is None or budget < ARGUMENT_ROOM:
             return []
-        if jump.argument_choice_in(self._piece(token)) != "}":
+        # The state is checked before the token is read: this runs for every sampled token.
+        if not jump.argument_choice_open() or jump.argument_choice_in(self._piece(token)) != "}":
             return []
         llama = self.llama
         if self._names is None:
