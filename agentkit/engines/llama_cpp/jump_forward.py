@@ -34,12 +34,11 @@ from typing import Any
 from agentkit.engines.base import ToolDefinition
 from agentkit.engines.llama_cpp.call_syntax import JSON_OBJECT, CallSyntax
 
-__all__ = ["OPENING", "CallJumpForward"]
+__all__ = ["OPENING", "ArgumentOpening", "CallJumpForward"]
 
 OPENING = JSON_OBJECT.opening
-# Tokens besides the next call itself that closing the list after it takes: the comma before
-# it and the closing `]}` (one or two tokens).
-_CLOSE_MARGIN = 3
+# Enums longer than this are written out by the model, not weighed value by value.
+_MAX_VALUES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +47,17 @@ class _Tool:
     required: tuple[str, ...]  # required parameters in the order the grammar emits them
     optional: tuple[str, ...]  # the other parameters, in the order the grammar allows them
     openers: dict[str, str]  # parameter -> how its value must start ('"', "[", "{" or "")
+    values: dict[str, tuple[str, ...]]  # parameter -> its few values as JSON, if it has few
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentOpening:
+    """An optional argument that may follow a value: `text`, the comma, its key and how its
+    value must start; `values`, the rest of each value its schema allows when it allows a few
+    (`true`/`false`, an enum's members), else ()."""
+
+    text: str
+    values: tuple[str, ...]
 
 
 def _tool(definition: ToolDefinition) -> _Tool:
@@ -56,11 +66,12 @@ def _tool(definition: ToolDefinition) -> _Tool:
     properties = schema.get("properties")
     closed = schema.get("additionalProperties") in (None, False)  # no keys but these
     if not required and not (closed and isinstance(properties, dict) and _plain(schema)):
-        return _Tool(definition.name, (), (), {})
+        return _Tool(definition.name, (), (), {}, {})
     assert isinstance(properties, dict)
     optional = tuple(key for key in properties if key not in required) if closed else ()
     openers = {key: _opener(value) for key, value in properties.items()}
-    return _Tool(definition.name, required, optional, openers)
+    values = {key: _values(value) for key, value in properties.items()}
+    return _Tool(definition.name, required, optional, openers, values)
 
 
 def _plain(schema: dict[str, Any]) -> bool:
@@ -82,6 +93,22 @@ def _opener(schema: object) -> str:
         fixed = isinstance(values, list) and values and all(isinstance(v, str) for v in values)
         return '"' if fixed else ""
     return {"string": '"', "array": "[", "object": "{"}.get(str(schema.get("type")), "")
+
+
+def _values(schema: object) -> tuple[str, ...]:
+    """A parameter's values as JSON where its schema allows only a few: a boolean, or an enum
+    of scalars; else ()."""
+    if not isinstance(schema, dict):
+        return ()
+    if schema.get("type") == "boolean" and "enum" not in schema:
+        return ("true", "false")
+    members = schema.get("enum")
+    scalar = (str, int, float, bool, type(None))
+    if not isinstance(members, list) or not 0 < len(members) <= _MAX_VALUES:
+        return ()
+    if not all(isinstance(member, scalar) for member in members):
+        return ()
+    return tuple(json.dumps(member, ensure_ascii=False) for member in members)
 
 
 def _required_keys(schema: dict[str, Any]) -> tuple[str, ...]:
@@ -120,9 +147,9 @@ class CallJumpForward:
         "_in_string",
         "_key",
         "_keys",
+        "_last_call",
         "_last_optional",
         "_list",
-        "_longest_call",
         "_name",
         "_pieces",
         "_started",
@@ -130,6 +157,7 @@ class CallJumpForward:
         "_syntax",
         "_text",
         "_tools",
+        "close_tokens",
         "done",
     )
 
@@ -161,11 +189,14 @@ class CallJumpForward:
         self._canonical: str | None = syntax.opening if at_start else None
         self._pieces = 0  # pieces fed (the worker feeds one token at a time)
         self._call_opened = 0  # the piece that opened the current call
-        self._longest_call = 0  # pieces of the longest call of the list so far
+        self._last_call = 0  # pieces of the last call closed
         self._calls_closed = 0  # calls of the list written so far
         self._ends_settled = 0  # calls after which whether another follows is settled
         self.done = False
         """True once the call list is closed: nothing but the end of generation follows."""
+        self.close_tokens = len(syntax.close)
+        """How many tokens the list's close takes: a token a character unless the worker,
+        which knows the vocabulary, tells."""
 
     @property
     def opening(self) -> str:
@@ -186,10 +217,10 @@ class CallJumpForward:
 
         `budget`: how many tokens may still be generated. Between two calls, where the model
         chooses whether another follows, the list is closed when the budget could not hold
-        another call as long as the longest one so far: a call cut by max_tokens is lost
-        anyway, and the cut would leave the whole list unparsed. Where the model wrote the
-        comma already (a `},` token), nothing can close the list: `done` is set, generation
-        stops, and the reader ends the list before the comma (see json_mode).
+        another call as long as the last one (see room_for_another_call): a call cut by
+        max_tokens is lost anyway, and the cut would leave the whole list unparsed. Where the
+        model wrote the comma already (a `},` token), nothing can close the list: `done` is
+        set, generation stops, and the reader ends the list before the comma (see json_mode).
         """
         if self.done:
             return ""
@@ -208,9 +239,14 @@ class CallJumpForward:
         return rest
 
     def room_for_another_call(self, budget: int) -> bool:
-        """Whether `budget` tokens could hold a call as long as the longest one so far, with
-        the comma before it and the list's close."""
-        return budget >= self._longest_call + _CLOSE_MARGIN
+        """Whether `budget` tokens could hold a call as long as the last one, the comma before
+        it unless written, and the list's close.
+
+        The last call, not the longest: the calls of a list mostly differ in their values
+        only, and the longest made a list of four short calls end after three, one token
+        short."""
+        comma = 0 if self._text.rstrip().endswith(",") else 1
+        return budget >= self._last_call + comma + self.close_tokens
 
     def argument_choice_open(self) -> bool:
         """Whether every required argument of the call is written and optional ones are left,
@@ -228,10 +264,32 @@ class CallJumpForward:
         """Where an argument choice is open: "," when `piece` (a token's text) ends the value
         being written and adds an argument, "}" when it ends the value and the arguments;
         else ""."""
+        return self._argument_choice(piece)[0]
+
+    def arguments_end_at(self, piece: str) -> int:
+        """Where `piece` ends the arguments (see argument_choice_in): the index of its `}`;
+        -1 where it does not."""
+        choice, index = self._argument_choice(piece)
+        return index if choice == "}" else -1
+
+    def argument_openings(self) -> tuple[ArgumentOpening, ...]:
+        """Each optional argument the grammar still allows after a value, in its order."""
+        tool = self._name
+        if tool is None:
+            return ()
+        return tuple(
+            ArgumentOpening(
+                ", " + _key_text(tool, key),
+                tuple(value[len(tool.openers[key]) :] for value in tool.values[key]),
+            )
+            for key in tool.optional[self._last_optional + 1 :]
+        )
+
+    def _argument_choice(self, piece: str) -> tuple[str, int]:
         if not self.argument_choice_open():
-            return ""
+            return "", -1
         in_string, escaped, depth = self._in_string, self._escaped, self._depth
-        for char in piece:
+        for index, char in enumerate(piece):
             if in_string:
                 if escaped:
                     escaped = False
@@ -244,10 +302,10 @@ class CallJumpForward:
             elif char in "{[":
                 depth += 1
             elif char in ",}]" and depth == self._arguments:
-                return char if char in ",}" else ""
+                return (char, index) if char in ",}" else ("", -1)
             elif char in "}]":
                 depth -= 1
-        return ""
+        return "", -1
 
     def list_end_open(self) -> bool:
         """Whether a call just closed and whether another follows is not settled yet (the
@@ -271,7 +329,7 @@ class CallJumpForward:
         return (
             self._depth == self._list
             and not self._in_string
-            and self._longest_call > 0
+            and self._calls_closed > 0
             and self._text.rstrip()[-1:] in ("}", ",")
         )
 
@@ -286,7 +344,7 @@ class CallJumpForward:
         Only the first call: a small model's later calls mostly repeat its first one, which
         ends the list (see json_mode), and a name chosen by likelihood there turned those
         repeats into calls to other tools."""
-        if self.done or self._string is None or self._longest_call > 0:
+        if self.done or self._string is None or self._calls_closed > 0:
             return ()
         prefix = "".join(self._string)
         fits = tuple(name[len(prefix) :] for name in self._tools if name.startswith(prefix))
@@ -343,7 +401,7 @@ class CallJumpForward:
             if self._depth == self._list:
                 self._name = None  # a call ended
                 length = self._pieces - self._call_opened + 1
-                self._longest_call = max(self._longest_call, length)
+                self._last_call = length
                 self._calls_closed += 1
             elif self._depth == self._list - 1 and char == "]" and self._depth > 0:
                 self._expect(self._syntax.close[1:], index + 1)

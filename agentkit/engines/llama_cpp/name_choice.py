@@ -24,8 +24,9 @@ measured on BFCL (README, "Tool-call accuracy") and normalising won nothing.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -74,33 +75,59 @@ class NameScorer:
         Expects every token before it evaluated (the context's last logits are the next
         token's). Leaves the context's tokens as they were; its last logits are not kept.
         """
-        llama = self._llama
-        encoded = [
-            llama.tokenize(text.encode("utf-8"), add_bos=False, special=False) for text in texts
-        ]
-        base = int(llama.n_tokens)
-        longest = max((len(tokens) for tokens in encoded), default=0)
-        if not encoded or longest > int(llama.n_batch) or base + longest > int(llama.n_ctx()):
+        encoded = [self.tokenize(text) for text in texts]
+        if not encoded or not self.fits(max(len(tokens) for tokens in encoded)):
             return None
-        first = _log_softmax(self._logits(-1))
+        first = self.next_log_probs()
         closing = self._closing_tokens()
         results = []
-        try:
-            for tokens in encoded:
-                if not tokens:  # the name written so far is a whole offered name
-                    results.append(float(np.logaddexp.reduce(first[closing])))
-                    continue
-                rows = self._decode(tokens, base)
-                total = float(first[tokens[0]])
-                for row, token in zip(rows[:-1], tokens[1:], strict=True):
-                    total += float(_log_softmax(row)[token])
-                total += float(np.logaddexp.reduce(_log_softmax(rows[-1])[closing]))
-                results.append(total)
-        finally:
-            # The candidates' cache entries past `base` are dropped by the next eval.
-            llama.n_tokens = base
-            llama._ctx.kv_cache_seq_rm(-1, base, -1)
+        for tokens in encoded:
+            if not tokens:  # the name written so far is a whole offered name
+                results.append(float(np.logaddexp.reduce(first[closing])))
+                continue
+            total, last = self._path(tokens, first)
+            results.append(total + float(np.logaddexp.reduce(last[closing])))
         return results
+
+    def log_prob(self, tokens: Sequence[int], first: npt.NDArray[np.float64]) -> float:
+        """The log-probability of `tokens` as the next tokens, `first` the next token's
+        log-probabilities. Leaves the context's tokens as they were, not its last logits."""
+        return self._path(tokens, first)[0] if tokens else 0.0
+
+    def greedy(self, tokens: Sequence[int], limit: int, ends: Callable[[int], bool]) -> list[int]:
+        """The model's likeliest continuation of the context and `tokens`: up to `limit`
+        tokens, up to one that `ends` (not included). Leaves the context's tokens as they
+        were, not its last logits; [] where it would not fit in a batch or the context."""
+        if not tokens or not self.fits(len(tokens) + limit):
+            return []
+        base = int(self._llama.n_tokens)
+        written: list[int] = []
+        try:
+            row = self._decode(list(tokens), base)[-1]
+            while len(written) < limit:
+                token = int(np.argmax(row))
+                if ends(token):
+                    break
+                written.append(token)
+                row = self._decode([token], base + len(tokens) + len(written) - 1)[0]
+        finally:
+            self._forget(base)
+        return written
+
+    def fits(self, count: int) -> bool:
+        """Whether `count` tokens can be evaluated after the context, in one batch."""
+        llama = self._llama
+        return count <= int(llama.n_batch) and int(llama.n_tokens) + count <= int(llama.n_ctx())
+
+    def tokenize(self, text: str) -> list[int]:
+        """`text`'s tokens as the output would hold them (no BOS, no special tokens)."""
+        tokens: list[int] = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return tokens
+
+    def piece(self, token: int) -> str:
+        """A token's text."""
+        text: bytes = self._llama.detokenize([token])
+        return text.decode("utf-8", "replace")
 
     def prior(self, texts: Sequence[str], calibration: Sequence[int]) -> list[float] | None:
         """`scores(texts)` after the `calibration` tokens instead of the live context, which
@@ -127,14 +154,22 @@ class NameScorer:
         return _log_softmax(self._logits(-1))
 
     def log_probs_after(self, tokens: Sequence[int]) -> npt.NDArray[np.float64]:
-        """The next token's log-probabilities after `tokens` instead of the context, which is
-        put back afterwards from a copy of its KV state (cheaper than evaluating its tail
-        again) with its last token evaluated again, so its logits are the next token's."""
+        """The next token's log-probabilities after `tokens` instead of the context (see
+        `elsewhere`)."""
+        with self.elsewhere(tokens) as first:
+            return first
+
+    @contextlib.contextmanager
+    def elsewhere(self, tokens: Sequence[int]) -> Iterator[npt.NDArray[np.float64]]:
+        """Within: the context holds `tokens`; yields the next token's log-probabilities.
+        Afterwards the context is put back from a copy of its KV state (cheaper than
+        evaluating its tail again), its last token evaluated again so that its logits are
+        the next token's."""
         llama = self._llama
         saved = SavedState.capture(llama)
         try:
             self.goto(tokens)
-            return self.next_log_probs()
+            yield self.next_log_probs()
         finally:
             saved.restore(llama)
             if llama.n_tokens:
@@ -157,6 +192,27 @@ class NameScorer:
         shared = min(shared_prefix(live, list(tokens)), len(tokens) - 1)
         llama.n_tokens = shared
         llama.eval(list(tokens[shared:]))
+
+    def _path(
+        self, tokens: Sequence[int], first: npt.NDArray[np.float64]
+    ) -> tuple[float, npt.NDArray[np.float64]]:
+        """The log-probability of `tokens` after the context (`first`: the next token's
+        log-probabilities), and the log-probabilities of the token after them."""
+        llama = self._llama
+        base = int(llama.n_tokens)
+        try:
+            rows = [_log_softmax(row) for row in self._decode(list(tokens), base)]
+        finally:
+            self._forget(base)
+        total = float(first[tokens[0]])
+        for row, token in zip(rows[:-1], tokens[1:], strict=True):
+            total += float(row[token])
+        return total, rows[-1]
+
+    def _forget(self, base: int) -> None:
+        """Drop what was evaluated past `base` (the next eval would overwrite it anyway)."""
+        self._llama.n_tokens = base
+        self._llama._ctx.kv_cache_seq_rm(-1, base, -1)
 
     def _decode(self, tokens: list[int], base: int) -> list[npt.NDArray[np.float32]]:
         """Evaluate `tokens` after position `base` with logits for every one of them."""

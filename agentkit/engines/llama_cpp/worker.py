@@ -28,8 +28,8 @@ import anyio.lowlevel
 
 from agentkit.cancel import call_soon_in_loop
 from agentkit.engines.base import FirstToken, ModelInstanceInfo, PredictionDone, PromptProgress
-from agentkit.engines.llama_cpp.argument_choice import ARGUMENT_ROOM, more_arguments
-from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
+from agentkit.engines.llama_cpp.argument_choice import ARGUMENT_ROOM, argument_to_add
+from agentkit.engines.llama_cpp.jump_forward import ArgumentOpening, CallJumpForward
 from agentkit.engines.llama_cpp.kv_cache import (
     MIN_RESTORE_GAIN,
     SavedState,
@@ -128,7 +128,9 @@ class InstanceWorker:
         self.stats = InstanceStats()
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self.states = StateCache(kv_cache_bytes)
-        self._names: NameScorer | None = None  # made on the first call with a choice of names
+        self._names: NameScorer | None = None  # made on the first weighed choice
+        # The last round's calibration prompt as tokens (one render per round, not per choice).
+        self._calibrated: tuple[RoundPlan, list[int]] | None = None
         self._on_idle = on_idle
         self.thread = threading.Thread(
             target=self._serve_forever, name=f"agentkit-llama-{info.identifier}", daemon=True
@@ -266,6 +268,8 @@ class InstanceWorker:
         llama = self.llama
         splitter = job.plan.router()
         jump = job.plan.jump_forward() if job.plan.jump_forward is not None else None
+        if jump is not None:
+            jump.close_tokens = len(self._scorer().tokenize(jump.syntax.close))
         special = job.plan.special_output
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(job.stop_strings)
@@ -360,14 +364,11 @@ class InstanceWorker:
         """The best whole name among `choices` (see name_choice), inserted with its closing
         quote; [] where the model samples it after all."""
         llama = self.llama
-        if self._names is None:
-            self._names = NameScorer(llama)
+        scorer = self._scorer()
         calibration = None
         if plan.calibration is not None:
-            calibration = self._tokenize(plan.calibration()) + llama.tokenize(
-                opening.encode("utf-8"), add_bos=False, special=False
-            )
-        best = self._names.best(choices, calibration)
+            calibration = self._calibration(plan) + scorer.tokenize(opening)
+        best = scorer.best(choices, calibration)
         if best is None:
             return []
         forced = self._insert(f'{best}"', sampler, budget)
@@ -390,9 +391,6 @@ class InstanceWorker:
         """After a call: whether another follows, by calibrated likelihood (see list_end);
         the tokens inserted for it. `start`: where the generated tokens begin in the context."""
         llama = self.llama
-        if self._names is None:
-            self._names = NameScorer(llama)
-        assert plan.calibration is not None
         live = llama.input_ids[: llama.n_tokens].tolist()
         written = jump.settle_list_end()
         if not jump.room_for_another_call(budget):  # forced() closes the list
@@ -401,11 +399,8 @@ class InstanceWorker:
         if written and output:  # weighed as written up to the call's close, before the comma
             text = self._piece(output[-1])
             head = text[: text.rindex(",")] if "," in text else text
-            output = output[:-1] + llama.tokenize(
-                head.encode("utf-8"), add_bos=False, special=False
-            )
-        calibration = self._tokenize(plan.calibration())
-        more = another_call(self._names, live, start, calibration, output)
+            output = output[:-1] + self._scorer().tokenize(head)
+        more = another_call(self._scorer(), live, start, self._calibration(plan), output)
         if written:
             if not more:
                 jump.done = True  # the reader ends the list before the comma
@@ -422,29 +417,46 @@ class InstanceWorker:
         token: int,
         budget: int,
     ) -> list[int]:
-        """Where the model's `token` ends a call's arguments with optional ones left: a token
-        that adds one instead when calibrated likelihood prefers it (see argument_choice); []
-        to keep the model's token, and where `budget` tokens could not hold another argument
-        (a call cut by max_tokens is lost)."""
+        """Where the model's `token` ends a call's arguments with optional ones left: the
+        tokens that start one instead when calibrated likelihood prefers it (see
+        argument_choice); [] to keep the model's token, and where `budget` tokens could not
+        hold another argument (a call cut by max_tokens is lost)."""
         if jump is None or plan.calibration is None or budget < ARGUMENT_ROOM:
             return []
         # The state is checked before the token is read: this runs for every sampled token.
-        if not jump.argument_choice_open() or jump.argument_choice_in(self._piece(token)) != "}":
+        if not jump.argument_choice_open():
             return []
-        llama = self.llama
+        piece = self._piece(token)
+        end = jump.arguments_end_at(piece)
+        if end < 0:
+            return []
+        head = piece[:end]  # the value's end, as the model's token writes it
+        openings = [
+            ArgumentOpening(head + opening.text, opening.values)
+            for opening in jump.argument_openings()
+        ]
+        live = self.llama.input_ids[: self.llama.n_tokens].tolist()
+        calibration = [*self._calibration(plan), *live[start:]]
+        chosen = argument_to_add(self._scorer(), calibration, head + "}", openings)
+        if chosen is None:
+            return []
+        index, value = chosen
+        text = openings[index].text
+        # A weighed value is written; otherwise the key, and the model writes its value (the
+        # colon and the value's opener are jump-forward's).
+        return self._insert(text + value if value else text[: text.rindex(":")], sampler, budget)
+
+    def _scorer(self) -> NameScorer:
         if self._names is None:
-            self._names = NameScorer(llama)
-        live = llama.input_ids[: llama.n_tokens].tolist()
-        calibration = [*self._tokenize(plan.calibration()), *live[start:]]
-        adding = more_arguments(
-            self._names, calibration, lambda t: jump.argument_choice_in(self._piece(t))
-        )
-        for candidate in adding:
-            if sampler.allows(candidate):
-                sampler.accept(candidate)
-                self.stats.forced_tokens += 1
-                return [candidate]
-        return []
+            self._names = NameScorer(self.llama)
+        return self._names
+
+    def _calibration(self, plan: RoundPlan) -> list[int]:
+        """The round's calibration prompt as tokens (see tool_modes)."""
+        assert plan.calibration is not None
+        if self._calibrated is None or self._calibrated[0] is not plan:
+            self._calibrated = (plan, self._tokenize(plan.calibration()))
+        return self._calibrated[1]
 
     def _piece(self, token: int) -> str:
         text: bytes = self.llama.detokenize([token])

@@ -12,7 +12,7 @@ import agentkit as ak
 from agentkit.engines.base import ToolDefinition
 from agentkit.engines.llama_cpp.call_syntax import JSON_OBJECT, SMOLLM2, CallSyntax
 from agentkit.engines.llama_cpp.engine import LlamaCppEngine
-from agentkit.engines.llama_cpp.jump_forward import CallJumpForward
+from agentkit.engines.llama_cpp.jump_forward import ArgumentOpening, CallJumpForward
 
 LOOKUP = ToolDefinition(
     "lookup",
@@ -306,23 +306,18 @@ def test_the_engine_inserts_what_the_grammar_fixes_and_the_call_is_valid(
 
 def test_the_engine_closes_the_list_when_another_call_would_be_cut(trained: ak.LLM) -> None:
     # Greedy, the model looks up the words one call each (with 128 tokens: apple, pear, fig,
-    # peach); 60 tokens hold two calls and most of a third, whose close would not fit. It
-    # writes `},` as one token, so the list ends before that comma.
-    config = {"temperature": 0, "max_tokens": 60, "tool_choice": "required"}
-    result = trained.act(
-        "What do 'apple', 'pear', 'plum' and 'fig' mean?",
-        [lookup],
-        config=config,
-        max_prediction_rounds=2,
-    )
-    record = result.round_records[0]
-    assert [call.call.arguments for call in record.tool_calls] == [
-        {"word": "apple"},
-        {"word": "pear"},
-    ]
-    assert record.prediction.finish_reason == "stop"  # closed, not cut by max_tokens
-    assert record.prediction.usage.completion_tokens < 60
-    assert not [m for m in result.messages[1:] if isinstance(m, ak.UserMessage)]  # no malformed
+    # peach). Two calls take 41 tokens; 58 leave no room for a third as long as the second
+    # with the list's close, so the list ends there (the model writes `},` as one token: the
+    # list ends before that comma); 60 hold the third, and it is whole.
+    question = "What do 'apple', 'pear', 'plum' and 'fig' mean?"
+    for max_tokens, words in ((58, ["apple", "pear"]), (60, ["apple", "pear", "fig"])):
+        config = {"temperature": 0, "max_tokens": max_tokens, "tool_choice": "required"}
+        result = trained.act(question, [lookup], config=config, max_prediction_rounds=2)
+        record = result.round_records[0]
+        assert [call.call.arguments["word"] for call in record.tool_calls] == words
+        assert record.prediction.finish_reason == "stop"  # closed, not cut by max_tokens
+        assert record.prediction.usage.completion_tokens < max_tokens
+        assert not [m for m in result.messages[1:] if isinstance(m, ak.UserMessage)]
 
 
 def _fed(tool: ToolDefinition, text: str) -> CallJumpForward:
@@ -345,6 +340,22 @@ FINDER = ToolDefinition(
     },
 )
 OPEN = '{"tool_calls": [{"name": "restaurant_finder", "arguments": {"city": "Rome", "cuisine": "'
+MEAL = ToolDefinition(
+    "meal",
+    "Order a meal.",
+    {
+        "type": "object",
+        "properties": {
+            "dish": {"type": "object"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "note": {"type": "integer"},
+            "spicy": {"type": "boolean"},
+            "size": {"enum": ["small", "large"]},
+            "count": {"enum": [1, 2, None]},
+        },
+        "required": ["dish"],
+    },
+)
 CALL = '{"tool_calls": [{"name": "lookup", "arguments": {"word": "apple"}}'
 
 
@@ -357,6 +368,29 @@ def test_the_token_that_ends_a_value_chooses_once_required_arguments_are_written
     assert jump.argument_choice_in('i, "') == ""  # inside the string still
     # Before the last required argument, the comma is not the model's to choose.
     assert _fed(FINDER, OPEN[: OPEN.index(', "cuisine"')]).argument_choice_in(", ") == ""
+
+
+def test_where_a_token_ends_the_arguments_and_what_may_be_added_instead() -> None:
+    jump = _fed(FINDER, OPEN + "Thai")
+    assert jump.arguments_end_at('"}}') == 1  # the value's quote, then the arguments' close
+    assert jump.arguments_end_at('",') == -1  # it adds an argument itself
+    assert jump.arguments_end_at("i") == -1
+    assert jump.argument_openings() == (ArgumentOpening(', "diet": "', ()),)
+    nested = CallJumpForward([MEAL], at_start=True)
+    _feed_all(nested, '{"tool_calls": [{"name": "meal", "arguments": {"dish": {"kind": 1')
+    assert nested.arguments_end_at("}}") == 1  # the first `}` closes the object value
+    assert nested.argument_openings() == (
+        ArgumentOpening(', "tags": [', ()),
+        ArgumentOpening(', "note": ', ()),
+        ArgumentOpening(', "spicy": ', ("true", "false")),  # a few values: each is weighed
+        ArgumentOpening(', "size": "', ('small"', 'large"')),  # after the opening quote
+        ArgumentOpening(', "count": ', ("1", "2", "null")),
+    )
+    _feed_all(nested, '}, "spicy": true')  # only the keys after the last one written are left
+    assert [opening.text for opening in nested.argument_openings()] == [
+        ', "size": "',
+        ', "count": ',
+    ]
 
 
 def test_no_choice_is_left_once_the_optional_arguments_are_written() -> None:
@@ -381,8 +415,17 @@ def test_a_comma_written_with_the_call_s_close_is_reported() -> None:
     assert jump.settle_list_end() is True
 
 
-def test_room_for_another_call_is_the_longest_call_and_the_close() -> None:
-    jump = _fed(LOOKUP, CALL)  # fed a character at a time: the call took 31 pieces
-    longest = len('{"name": "lookup", "arguments": {"word": "apple"}}')
-    assert jump.room_for_another_call(longest + 3)
-    assert not jump.room_for_another_call(longest + 2)
+def test_room_for_another_call_is_the_last_call_the_comma_and_the_close() -> None:
+    jump = _fed(LOOKUP, CALL)  # fed a character at a time: a piece per character
+    first = len('{"name": "lookup", "arguments": {"word": "apple"}}')
+    assert jump.room_for_another_call(first + 1 + len("]}"))  # the comma, then the close
+    assert not jump.room_for_another_call(first + len("]}"))
+    _feed_all(jump, ', {"name": "lookup", "arguments": {"word": "fig"}}')
+    last = first - 2  # "fig" is two characters shorter than "apple"
+    assert jump.room_for_another_call(last + 1 + 2)  # the last call counts, not the longest
+    assert not jump.room_for_another_call(last + 2)
+    jump.feed(",")  # a comma written already needs no room
+    assert jump.room_for_another_call(last + 2)
+    assert not jump.room_for_another_call(last + 1)
+    jump.close_tokens = 1  # `]}` as one token, as SmolLM2's vocabulary has it
+    assert jump.room_for_another_call(last + 1)
