@@ -50,12 +50,14 @@ def argument_to_add(
     calibration: Sequence[int],
     ending: str,
     openings: Sequence[ArgumentOpening],
+    call: str,
 ) -> tuple[int, str | None] | None:
     """Which of `openings` (optional arguments that may follow where the model ended the
     arguments with `ending`, each `text` led by the value's end as that token writes it) to
     write instead, by the calibrated likelihood of it with a value against that of `ending`:
     (its index, the value weighed where the schema allows a few, else None); None to keep
-    `ending`.
+    `ending`. A string the model would write that `call` (the call's text so far) holds
+    already is no evidence (`"diet": "Thai"` after `"cuisine": "Thai"`): not weighed.
 
     Expects the context's last logits to be the next token's; `calibration`: the calibration
     prompt with the same output. The context holds the same tokens afterwards, its last
@@ -74,9 +76,12 @@ def argument_to_add(
                 paths.append(scorer.tokenize(opening.text + value))
                 owners.append((index, value))
         else:
-            paths.append(head + scorer.greedy(head, VALUE_TOKENS, _value_end(scorer, opening)))
+            value = scorer.greedy(head, VALUE_TOKENS, _value_end(scorer, opening))
+            if opening.text.endswith('"') and f'"{scorer.text(value)}"' in call:
+                continue
+            paths.append(head + value)
             owners.append((index, None))
-    if not scorer.fits(max(map(len, paths))):
+    if not owners or not scorer.fits(max(map(len, paths))):
         return None
     live = [scorer.log_prob(path, here) for path in paths]
     with scorer.elsewhere(calibration) as there:

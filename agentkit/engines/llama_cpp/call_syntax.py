@@ -48,6 +48,8 @@ class CallSyntax:
     """(tools, response_format, whether tool results are in the conversation) -> the text."""
     history_lines: bool = False
     """Whether the history shows a call list one call a line, as the instructions do."""
+    separator: str = ", "
+    """Between a call's members (a value and the next key) where jump-forward writes it."""
 
     @property
     def in_object(self) -> bool:
@@ -81,7 +83,9 @@ class CallSyntax:
 
     def calls_text(self, calls: Sequence[Mapping[str, Any]]) -> str:
         """A call list as the conversation history shows it."""
-        items = [json.dumps(call, ensure_ascii=False) for call in calls]
+        # Spaced as jump-forward writes calls, so the history shows what the model wrote.
+        separators = (self.separator, ": ")
+        items = [json.dumps(call, ensure_ascii=False, separators=separators) for call in calls]
         if self.history_lines:
             listed = "[\n" + ",\n".join(items) + "\n]"
         else:
@@ -185,8 +189,14 @@ JSON_OBJECT = CallSyntax(
     prefix='{"tool_calls": ',
     suffix="}",
     first_gap="",
-    gap=" ",
+    # No space after the commas jump-forward writes (between calls, before a key): a call
+    # takes ~3 tokens fewer (`","` is one token, `", "` two), which fits a fourth call in
+    # lists that stopped at three, and SmolLM2 writes `","` itself. The space after a colon
+    # stays: without it SmolLM2 wrote `"number1":1` for 45 (BFCL: 30.0% against 29.2%; with
+    # no spaces at all, 10.8%; README, "Tool-call accuracy").
+    gap="",
     instructions=_json_object_instructions,
+    separator=",",
 )
 SMOLLM2 = CallSyntax(
     name="smollm2",

@@ -139,6 +139,7 @@ class CallJumpForward:
         "_arguments",
         "_call",
         "_call_opened",
+        "_call_start",
         "_calls_closed",
         "_canonical",
         "_depth",
@@ -189,6 +190,7 @@ class CallJumpForward:
         self._canonical: str | None = syntax.opening if at_start else None
         self._pieces = 0  # pieces fed (the worker feeds one token at a time)
         self._call_opened = 0  # the piece that opened the current call
+        self._call_start = 0  # where in the text the current call opened
         self._last_call = 0  # pieces of the last call closed
         self._calls_closed = 0  # calls of the list written so far
         self._ends_settled = 0  # calls after which whether another follows is settled
@@ -279,11 +281,15 @@ class CallJumpForward:
             return ()
         return tuple(
             ArgumentOpening(
-                ", " + _key_text(tool, key),
+                self._syntax.separator + _key_text(tool, key),
                 tuple(value[len(tool.openers[key]) :] for value in tool.values[key]),
             )
             for key in tool.optional[self._last_optional + 1 :]
         )
+
+    def call_text(self) -> str:
+        """The text of the call being written, from its `{`."""
+        return self._text[self._call_start :]
 
     def _argument_choice(self, piece: str) -> tuple[str, int]:
         if not self.argument_choice_open():
@@ -392,6 +398,7 @@ class CallJumpForward:
             self._depth += 1
             if self._depth == self._call:
                 self._call_opened = self._pieces
+                self._call_start = index
             if self._depth == self._arguments:
                 self._keys = 0
                 self._last_optional = -1
@@ -415,7 +422,8 @@ class CallJumpForward:
                 self._keys += 1
                 required = self._name.required
                 if self._keys < len(required):
-                    self._expect(", " + _key_text(self._name, required[self._keys]), index)
+                    key = required[self._keys]
+                    self._expect(self._syntax.separator + _key_text(self._name, key), index)
 
     def _string_char(self, char: str, index: int) -> None:
         if self._escaped:
@@ -428,7 +436,7 @@ class CallJumpForward:
                 self._name = self._tools.get("".join(self._string))
                 self._string = None
                 if self._name is not None:
-                    after = ', "arguments": {'
+                    after = f'{self._syntax.separator}"arguments": {{'
                     if self._name.required:
                         after += _key_text(self._name, self._name.required[0])
                     self._expect(after, index + 1)

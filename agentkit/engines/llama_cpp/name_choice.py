@@ -126,7 +126,11 @@ class NameScorer:
 
     def piece(self, token: int) -> str:
         """A token's text."""
-        text: bytes = self._llama.detokenize([token])
+        return self.text([token])
+
+    def text(self, tokens: Sequence[int]) -> str:
+        """The text of `tokens`."""
+        text: bytes = self._llama.detokenize(list(tokens))
         return text.decode("utf-8", "replace")
 
     def prior(self, texts: Sequence[str], calibration: Sequence[int]) -> list[float] | None:

@@ -437,7 +437,9 @@ class InstanceWorker:
         ]
         live = self.llama.input_ids[: self.llama.n_tokens].tolist()
         calibration = [*self._calibration(plan), *live[start:]]
-        chosen = argument_to_add(self._scorer(), calibration, head + "}", openings)
+        chosen = argument_to_add(
+            self._scorer(), calibration, head + "}", openings, jump.call_text()
+        )
         if chosen is None:
             return []
         index, value = chosen

@@ -119,19 +119,21 @@ def test_a_greedy_excursion_matches_step_by_step_decoding(client: ak.Client, mod
 
 
 def test_an_optional_argument_the_user_asks_for_is_written(model: ak.LLM) -> None:
-    # BFCL's simple_python_361 and _286, their wording. Greedy, the default model ends these
-    # arguments after the required ones; the value it would write for the optional one is the
-    # request's, so weighed against the calibration prompt, it is added.
-    request = "Find Italian restaurants near New York city that serves gluten-free options."
-    diet = _first_call_arguments(model, request, FINDER).get("diet", "")
-    assert str(diet).lower().startswith("gluten")
+    # BFCL's simple_python_286 and _361, their wording. Greedy, the default model ends the
+    # concert's arguments after the required ones; the value it would write for the date is
+    # the request's, so weighed against the calibration prompt, it is added. (It writes the
+    # diet itself.)
     request = "Get concert details for the artist Beyonce performing in San Diego next month "
     request += "(April 2022)."
     assert "2022" in str(_first_call_arguments(model, request, CONCERT).get("date", ""))
+    request = "Find Italian restaurants near New York city that serves gluten-free options."
+    diet = _first_call_arguments(model, request, FINDER).get("diet", "")
+    assert str(diet).lower().startswith("gluten")
 
 
 def test_an_optional_argument_the_user_does_not_ask_for_is_left_out(model: ak.LLM) -> None:
-    request = "Find Italian restaurants near New York city."
-    assert "diet" not in _first_call_arguments(model, request, FINDER)
+    # The model ends both; the date it would write is not the request's, and the diet it
+    # would write ("Thai") is a value the call holds already: no evidence either way.
     request = "Get concert details for the artist Beyonce performing in San Diego."
     assert "date" not in _first_call_arguments(model, request, CONCERT)
+    assert "diet" not in _first_call_arguments(model, "Find Thai restaurants in Boston.", FINDER)

@@ -63,8 +63,8 @@ def test_a_required_call_with_one_tool_is_forced_up_to_the_first_value() -> None
     jump.feed(forced)
     assert jump.forced() == 'lookup"'  # the only name
     jump.feed('lookup"')
-    assert jump.forced() == ', "arguments": {"word": "'  # a string value opens with a quote
-    jump.feed(', "arguments": {"word": "')
+    assert jump.forced() == ',"arguments": {"word": "'  # a string value opens with a quote
+    jump.feed(',"arguments": {"word": "')
     assert jump.forced() == ""  # the value is the model's
 
 
@@ -84,7 +84,7 @@ def test_a_name_is_completed_only_once_its_prefix_fits_one_tool() -> None:
     jump.feed("m")
     assert jump.forced() == 'ul"'
     jump.feed('ul"')
-    assert jump.forced() == ', "arguments": {'  # no required parameter: the model chooses
+    assert jump.forced() == ',"arguments": {'  # no required parameter: the model chooses
 
 
 def test_name_choices_are_the_rests_of_the_first_call_s_names_while_several_fit() -> None:
@@ -134,12 +134,12 @@ def test_the_budget_is_not_checked_inside_a_call() -> None:
 def test_required_keys_come_in_schema_order_and_optional_ones_when_unambiguous() -> None:
     jump = CallJumpForward([MATH_ADD], at_start=True)
     _feed_all(jump, '{"tool_calls": [{"name": "math_add"')
-    assert jump.forced() == ', "arguments": {"a": '  # a number: nothing more is fixed
-    jump.feed(', "arguments": {"a": 1')
+    assert jump.forced() == ',"arguments": {"a": '  # a number: nothing more is fixed
+    jump.feed(',"arguments": {"a": 1')
     assert jump.forced() == ""  # more digits, or the end of the number
     jump.feed(",")
-    assert jump.forced() == ' "b": '
-    jump.feed(' "b": 2, "u')
+    assert jump.forced() == '"b": '  # no space after the comma (JSON_OBJECT.separator)
+    jump.feed('"b": 2, "u')
     assert jump.forced() == ""  # "unit" or "units_extra"
     jump.feed("nits")
     assert _insert(jump) == '_extra": ['
@@ -152,8 +152,8 @@ def test_the_list_close_is_the_model_s_and_the_object_close_is_forced() -> None:
     _feed_all(jump, '{"tool_calls": [{"name": "lookup", "arguments": {"word": "a"}}')
     assert jump.forced() == ""
     jump.feed(",")
-    assert jump.forced() == ' {"name": "'
-    _feed_all(jump, ' {"name": "lookup", "arguments": {"word": "b"}}]')
+    assert jump.forced() == '{"name": "'  # no space after the comma (JSON_OBJECT.gap)
+    _feed_all(jump, '{"name": "lookup","arguments": {"word": "b"}}]')
     assert not jump.done
     assert jump.forced() == "}"
     jump.feed("}")
@@ -206,7 +206,7 @@ def test_spaces_the_grammar_allows_elsewhere_do_not_stop_forcing() -> None:
     jump.feed('{ "tool_calls" :')
     assert jump.forced() == ' [{"name": "'
     jump.feed(' [{"name":"lookup",')
-    assert jump.forced() == ' "arguments": {"word": "'
+    assert jump.forced() == '"arguments": {"word": "'
 
 
 def test_text_that_went_another_way_forces_nothing() -> None:
@@ -234,8 +234,9 @@ CALLS: list[tuple[list[ToolDefinition], list[dict[str, Any]]]] = [
 
 
 def _generated(syntax: CallSyntax, calls: list[dict[str, Any]], spaced: bool) -> str:
-    """A call list as generated: in the syntax's spacing, or with no spaces at all."""
-    separators = (", ", ": ") if spaced else (",", ":")
+    """A call list as generated: in the syntax's spacing (as jump-forward writes it), or with
+    no spaces at all."""
+    separators = (syntax.separator, ": ") if spaced else (",", ":")
     items = [json.dumps(call, separators=separators) for call in calls]
     first, gap = (syntax.first_gap, syntax.gap) if spaced else ("", "")
     listed = f"[{first}{f',{gap}'.join(items)}{first}]"
@@ -298,7 +299,7 @@ def test_the_engine_inserts_what_the_grammar_fixes_and_the_call_is_valid(
     assert isinstance(arguments, dict) and isinstance(arguments["word"], str)
     assert worker.format.call_syntax is SMOLLM2  # the default model's own, as loaded
     # Inserted piece by piece, as each becomes forced: the opening, the name, its first key.
-    pieces = [SMOLLM2.opening, 'lookup"', ', "arguments": {"word": "']
+    pieces = [SMOLLM2.opening, 'lookup"', ',"arguments": {"word": "']
     assert forced >= sum(len(worker.llama.tokenize(p.encode(), add_bos=False)) for p in pieces)
     # The model still wrote the value and chose where the list ends.
     assert record.prediction.usage.completion_tokens > forced
@@ -375,21 +376,21 @@ def test_where_a_token_ends_the_arguments_and_what_may_be_added_instead() -> Non
     assert jump.arguments_end_at('"}}') == 1  # the value's quote, then the arguments' close
     assert jump.arguments_end_at('",') == -1  # it adds an argument itself
     assert jump.arguments_end_at("i") == -1
-    assert jump.argument_openings() == (ArgumentOpening(', "diet": "', ()),)
+    assert jump.argument_openings() == (ArgumentOpening(',"diet": "', ()),)
     nested = CallJumpForward([MEAL], at_start=True)
     _feed_all(nested, '{"tool_calls": [{"name": "meal", "arguments": {"dish": {"kind": 1')
     assert nested.arguments_end_at("}}") == 1  # the first `}` closes the object value
     assert nested.argument_openings() == (
-        ArgumentOpening(', "tags": [', ()),
-        ArgumentOpening(', "note": ', ()),
-        ArgumentOpening(', "spicy": ', ("true", "false")),  # a few values: each is weighed
-        ArgumentOpening(', "size": "', ('small"', 'large"')),  # after the opening quote
-        ArgumentOpening(', "count": ', ("1", "2", "null")),
+        ArgumentOpening(',"tags": [', ()),
+        ArgumentOpening(',"note": ', ()),
+        ArgumentOpening(',"spicy": ', ("true", "false")),  # a few values: each is weighed
+        ArgumentOpening(',"size": "', ('small"', 'large"')),  # after the opening quote
+        ArgumentOpening(',"count": ', ("1", "2", "null")),
     )
     _feed_all(nested, '}, "spicy": true')  # only the keys after the last one written are left
     assert [opening.text for opening in nested.argument_openings()] == [
-        ', "size": "',
-        ', "count": ',
+        ',"size": "',
+        ',"count": ',
     ]
 
 

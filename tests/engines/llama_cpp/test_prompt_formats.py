@@ -39,7 +39,8 @@ def test_tool_calls_and_results_render_as_json_and_a_results_turn() -> None:
     chat.add_tool_result("c1", "6", name="multiply")
     chat.add_tool_result("c2", "boom", name="other", is_error=True)
     rendered = text_of(GemmaFormat().render(chat.messages, ""))
-    call_json = '{"tool_calls": [{"name": "multiply", "arguments": {"a": 2, "b": 3}}]}'
+    # The calls spaced as jump-forward writes them (JSON_OBJECT.separator).
+    call_json = '{"tool_calls": [{"name": "multiply","arguments": {"a": 2,"b": 3}}]}'
     assert f"<start_of_turn>model\n{call_json}" in rendered
     assert (
         "<start_of_turn>user\nTool results:\n- multiply result: 6\n- other error: boom<end_of_turn>"
@@ -87,8 +88,8 @@ def _round_trip_chat() -> ak.Chat:
 
 
 CALLS_JSON = (
-    '{"tool_calls": [{"name": "multiply", "arguments": {"a": 2, "b": 3}}, '
-    '{"name": "multiply", "arguments": {"a": 4, "b": 5}}]}'
+    '{"tool_calls": [{"name": "multiply","arguments": {"a": 2,"b": 3}},'
+    '{"name": "multiply","arguments": {"a": 4,"b": 5}}]}'
 )
 
 
