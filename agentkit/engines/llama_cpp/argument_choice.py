@@ -76,10 +76,10 @@ def argument_to_add(
                 paths.append(scorer.tokenize(opening.text + value))
                 owners.append((index, value))
         else:
-            value = scorer.greedy(head, VALUE_TOKENS, _value_end(scorer, opening))
-            if opening.text.endswith('"') and f'"{scorer.text(value)}"' in call:
+            written = scorer.greedy(head, VALUE_TOKENS, _value_end(scorer, opening))
+            if opening.text.endswith('"') and f'"{scorer.text(written)}"' in call:
                 continue
-            paths.append(head + value)
+            paths.append(head + written)
             owners.append((index, None))
     if not owners or not scorer.fits(max(map(len, paths))):
         return None
