@@ -12,51 +12,56 @@ import agentkit as ak
 from agentkit.engines.llama_cpp.engine import LlamaCppEngine
 from agentkit.engines.llama_cpp.name_choice import NameScorer
 
-FINDER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "description": "City where you are looking for the restaurant."},
-        "cuisine": {"type": "string", "description": "Type of cuisine you are interested in."},
-        "diet": {
-            "type": "string",
-            "description": "Dietary preferences. e.g. 'Vegetarian', 'Gluten-free', etc. "
-            "Default 'Vegetarian'.",
-        },
+
+def _strings(descriptions: dict[str, str], required: list[str]) -> dict[str, Any]:
+    """An object schema of string parameters, described."""
+    properties = {
+        key: {"type": "string", "description": text} for key, text in descriptions.items()
+    }
+    return {"type": "object", "properties": properties, "required": required}
+
+
+# BFCL's restaurant_finder (simple_python_361) and concert.get_details (simple_python_286).
+FINDER_SCHEMA = _strings(
+    {
+        "city": "City where you are looking for the restaurant.",
+        "cuisine": "Type of cuisine you are interested in.",
+        "diet": "Dietary preferences. e.g. 'Vegetarian', 'Gluten-free', etc. Default 'Vegetarian'.",
     },
-    "required": ["city", "cuisine"],
-}
+    ["city", "cuisine"],
+)
+CONCERT_SCHEMA = _strings(
+    {
+        "artist": "Name of the artist/band who's performing.",
+        "location": "City where the concert is taking place.",
+        "date": "Date of the concert in 'mm-yyyy' format. Default is the current month if not "
+        "specified.",
+    },
+    ["artist", "location"],
+)
+
+
+def _context_holding(client: ak.Client, model: ak.LLM, text: bytes) -> tuple[Any, list[int]]:
+    """The model's llama.cpp context, made to hold `text` (its tokens returned)."""
+    engine = client.async_client.engine
+    assert isinstance(engine, LlamaCppEngine)
+    llama = engine._instance(model.identifier).llama
+    tokens: list[int] = llama.tokenize(text, add_bos=True, special=False)
+    llama.n_tokens = 0
+    llama.eval(tokens)
+    return llama, tokens
 
 
 def test_weighing_against_another_prompt_leaves_the_context_as_it_was(
     client: ak.Client, model: ak.LLM
 ) -> None:
-    engine = client.async_client.engine
-    assert isinstance(engine, LlamaCppEngine)
-    llama = engine._instance(model.identifier).llama
-    live = llama.tokenize(b"The capital of France is", add_bos=True, special=False)
-    llama.n_tokens = 0
-    llama.eval(live)
+    llama, live = _context_holding(client, model, b"The capital of France is")
     scorer = NameScorer(llama)
     before = scorer.next_log_probs()
     other = scorer.log_probs_after(llama.tokenize(b"My favourite colour is", add_bos=True))
     assert not np.allclose(other, before)  # it did read another context
     assert llama.input_ids[: llama.n_tokens].tolist() == live
     np.testing.assert_allclose(scorer.next_log_probs(), before, atol=1e-3)
-
-
-CONCERT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "artist": {"type": "string", "description": "Name of the artist/band who's performing."},
-        "location": {"type": "string", "description": "City where the concert is taking place."},
-        "date": {
-            "type": "string",
-            "description": "Date of the concert in 'mm-yyyy' format. Default is the current "
-            "month if not specified.",
-        },
-    },
-    "required": ["artist", "location"],
-}
 
 
 def _first_call_arguments(model: ak.LLM, request: str, tool: ak.Tool[..., Any]) -> dict[str, Any]:
@@ -88,12 +93,7 @@ CONCERT = _tool(
 
 
 def test_a_greedy_excursion_matches_step_by_step_decoding(client: ak.Client, model: ak.LLM) -> None:
-    engine = client.async_client.engine
-    assert isinstance(engine, LlamaCppEngine)
-    llama = engine._instance(model.identifier).llama
-    live = llama.tokenize(b"The capital of France is", add_bos=True, special=False)
-    llama.n_tokens = 0
-    llama.eval(live)
+    llama, live = _context_holding(client, model, b"The capital of France is")
     scorer = NameScorer(llama)
     first = scorer.next_log_probs()
     opening = scorer.tokenize(" the city of")
