@@ -4,11 +4,12 @@ inserted instead of sampled.
 A call list (agentkit's `{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}` or a model
 family's own, such as SmolLM2's `<tool_call>[...]`, see call_syntax) has long stretches that the
 round's grammar fixes: the opening up to the first name, the rest of a name once its prefix
-matches a single offered tool, `", "arguments": {` after a name, each required parameter's key
+matches a single offered tool, `,"arguments": {` after a name, each required parameter's key
 (the grammar emits required parameters first, in schema order), and the closing `}` after a list
 that sits in an object. The grammar allows optional whitespace in some of those places; the
-inserted text uses the spacing of the format the instructions show
-(`{"name": "x", "arguments": {"a": 1}}`, one call a line for SmolLM2).
+inserted text has a space after each colon and, after a comma, the syntax's `separator`
+(agentkit's object: none, `{"name": "x","arguments": {"a": 1,"b": 2}}`, so more calls fit in
+max_tokens; SmolLM2's trained format: a space, as its training data has it).
 
 Inserted tokens skip sampling (they are evaluated in one batch, which is faster than one
 forward pass each) and keep a small model from drifting where it has nothing to decide: offered

@@ -461,8 +461,7 @@ class InstanceWorker:
         return self._calibrated[1]
 
     def _piece(self, token: int) -> str:
-        text: bytes = self.llama.detokenize([token])
-        return text.decode("utf-8", "replace")
+        return self._scorer().piece(token)
 
     def _insert(self, text: str, sampler: TokenSampler, budget: int) -> list[int]:
         """`text`'s tokens (at most `budget`) as far as the grammar accepts them."""
