@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import agentkit as ak
 from agentkit.engines.base import ToolDefinition
@@ -430,3 +432,35 @@ def test_room_for_another_call_is_the_last_call_the_comma_and_the_close() -> Non
     assert not jump.room_for_another_call(last + 1)
     jump.close_tokens = 1  # `]}` as one token, as SmolLM2's vocabulary has it
     assert jump.room_for_another_call(last + 1)
+
+
+_SCALARS = st.one_of(
+    st.text(max_size=12), st.integers(), st.floats(allow_nan=False), st.booleans(), st.none()
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(members=st.lists(_SCALARS, max_size=20), key=st.text(min_size=1, max_size=8))
+def test_each_weighed_value_completes_its_opening_into_json_that_reads_back(
+    members: list[Any], key: str
+) -> None:
+    # Any enum a tool's schema may hold: each value weighed is the member, as JSON, after
+    # the opening (which may have written its opening quote); large or empty enums and
+    # non-scalar members are written out by the model instead (no values).
+    tool = ToolDefinition(
+        "pick",
+        "Pick one.",
+        {
+            "type": "object",
+            "properties": {"x": {"type": "integer"}, key: {"enum": members}},
+            "required": ["x"] if key != "x" else [],
+        },
+    )
+    jump = CallJumpForward([tool], at_start=True)
+    _feed_all(jump, '{"tool_calls": [{"name": "pick","arguments": {"x": 1')
+    openings = jump.argument_openings() if key != "x" else ()
+    for opening in openings:
+        prefix = opening.text[opening.text.rindex(":") + 1 :].lstrip()  # the key may hold ":"
+        assert [json.loads(prefix + value) for value in opening.values] == (
+            members if 0 < len(members) <= 16 else []
+        )
