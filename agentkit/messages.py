@@ -280,7 +280,7 @@ def decode_arguments(raw: Any) -> dict[str, Any] | str:
         check_depth(raw, what="tool call arguments")
         copied: dict[str, Any] = clean_value(json.loads(_json_text(dict(raw))))  # a deep copy
         return copied
-    return _json_text(raw)
+    return clean_text(_json_text(raw))
 
 
 def _json_text(value: object) -> str:

@@ -1230,3 +1230,15 @@ def test_long_bad_values_are_shortened_in_errors() -> None:
     with pytest.raises(ChatFormatError) as caught:
         Chat.from_dict([{"role": "user", "content": [{"type": "audio", "data": "x" * 10_000}]}])
     assert len(str(caught.value)) < 200
+
+
+def test_tool_call_arguments_given_as_other_json_data_lose_lone_surrogates() -> None:
+    # Found by tests/fuzz/test_chat_fuzz.py: arguments given as a list were kept as JSON text
+    # with the lone surrogate in it, and the chat could no longer be encoded.
+    chat = Chat()
+    request = {"type": "function", "name": "f", "arguments": ["\ud800"]}
+    chat.add_entry("assistant", {"type": "toolCallRequest", "toolCallRequest": request})
+    message = chat.messages[-1]
+    assert isinstance(message, AssistantMessage)
+    assert message.tool_calls[0].arguments == '["\ufffd"]'
+    chat.to_json().encode("utf-8")
