@@ -263,17 +263,30 @@ class CallJumpForward:
             or self._last_optional + 1 >= len(tool.optional)
         )
 
-    def argument_choice_in(self, piece: str) -> str:
-        """Where an argument choice is open: "," when `piece` (a token's text) ends the value
-        being written and adds an argument, "}" when it ends the value and the arguments;
-        else ""."""
-        return self._argument_choice(piece)[0]
-
     def arguments_end_at(self, piece: str) -> int:
-        """Where `piece` ends the arguments (see argument_choice_in): the index of its `}`;
-        -1 where it does not."""
-        choice, index = self._argument_choice(piece)
-        return index if choice == "}" else -1
+        """Where an argument choice is open and `piece` (a token's text) ends the value being
+        written and the arguments with it: the index of that `}`; -1 where it does not (the
+        value goes on, or a comma adds an argument)."""
+        if not self.argument_choice_open():
+            return -1
+        in_string, escaped, depth = self._in_string, self._escaped, self._depth
+        for index, char in enumerate(piece):
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif char == "\\":
+                    escaped = True
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in "{[":
+                depth += 1
+            elif char in ",}]" and depth == self._arguments:
+                return index if char == "}" else -1
+            elif char in "}]":
+                depth -= 1
+        return -1
 
     def argument_openings(self) -> tuple[ArgumentOpening, ...]:
         """Each optional argument the grammar still allows after a value, in its order."""
@@ -291,28 +304,6 @@ class CallJumpForward:
     def call_text(self) -> str:
         """The text of the call being written, from its `{`."""
         return self._text[self._call_start :]
-
-    def _argument_choice(self, piece: str) -> tuple[str, int]:
-        if not self.argument_choice_open():
-            return "", -1
-        in_string, escaped, depth = self._in_string, self._escaped, self._depth
-        for index, char in enumerate(piece):
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif char == "\\":
-                    escaped = True
-                elif char == '"':
-                    in_string = False
-            elif char == '"':
-                in_string = True
-            elif char in "{[":
-                depth += 1
-            elif char in ",}]" and depth == self._arguments:
-                return (char, index) if char in ",}" else ("", -1)
-            elif char in "}]":
-                depth -= 1
-        return "", -1
 
     def list_end_open(self) -> bool:
         """Whether a call just closed and whether another follows is not settled yet (the

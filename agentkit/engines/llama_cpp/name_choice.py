@@ -176,10 +176,16 @@ class NameScorer:
             yield self.next_log_probs()
         finally:
             saved.restore(llama)
-            if llama.n_tokens:
-                last = int(llama.input_ids[llama.n_tokens - 1])
-                llama.n_tokens -= 1
-                llama.eval([last])
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Evaluate the context's last token again, so that its logits are the next token's
+        (an excursion leaves another position's logits behind)."""
+        llama = self._llama
+        if llama.n_tokens:
+            last = int(llama.input_ids[llama.n_tokens - 1])
+            llama.n_tokens -= 1
+            llama.eval([last])
 
     def next_chars(self, log_probs: npt.NDArray[np.float64], chars: Sequence[str]) -> list[float]:
         """From next-token log-probabilities: the log-probability that the next token's text

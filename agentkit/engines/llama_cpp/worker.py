@@ -363,7 +363,6 @@ class InstanceWorker:
     ) -> list[int]:
         """The best whole name among `choices` (see name_choice), inserted with its closing
         quote; [] where the model samples it after all."""
-        llama = self.llama
         scorer = self._scorer()
         calibration = None
         if plan.calibration is not None:
@@ -373,11 +372,7 @@ class InstanceWorker:
             return []
         forced = self._insert(f'{best}"', sampler, budget)
         if not forced:
-            # Scoring left the last candidate's logits in the context: sampling needs the
-            # logits after the last real token again.
-            last = int(llama.input_ids[llama.n_tokens - 1])
-            llama.n_tokens -= 1
-            llama.eval([last])
+            scorer.refresh()  # sampling needs the last real token's logits, not a candidate's
         return forced
 
     def _settle_list_end(

@@ -364,13 +364,15 @@ CALL = '{"tool_calls": [{"name": "lookup", "arguments": {"word": "apple"}}'
 
 def test_the_token_that_ends_a_value_chooses_once_required_arguments_are_written() -> None:
     jump = _fed(FINDER, OPEN + "Thai")
-    assert jump.argument_choice_in('",') == ","
-    assert jump.argument_choice_in('"}') == "}"
-    assert jump.argument_choice_in('"}}') == "}"
-    assert jump.argument_choice_in("i") == ""  # the value goes on
-    assert jump.argument_choice_in('i, "') == ""  # inside the string still
-    # Before the last required argument, the comma is not the model's to choose.
-    assert _fed(FINDER, OPEN[: OPEN.index(', "cuisine"')]).argument_choice_in(", ") == ""
+    assert jump.arguments_end_at('",') == -1  # the model's token adds an argument
+    assert jump.arguments_end_at('"}') == 1
+    assert jump.arguments_end_at('"}}') == 1
+    assert jump.arguments_end_at("i") == -1  # the value goes on
+    assert jump.arguments_end_at('i, }"') == -1  # inside the string still
+    # Before the last required argument, the arguments are not the model's to end.
+    before_cuisine = _fed(FINDER, OPEN[: OPEN.index(', "cuisine"')])
+    assert not before_cuisine.argument_choice_open()
+    assert before_cuisine.arguments_end_at("}") == -1
 
 
 def test_where_a_token_ends_the_arguments_and_what_may_be_added_instead() -> None:
@@ -397,7 +399,7 @@ def test_where_a_token_ends_the_arguments_and_what_may_be_added_instead() -> Non
 
 
 def test_no_choice_is_left_once_the_optional_arguments_are_written() -> None:
-    assert _fed(FINDER, OPEN + 'Thai", "diet": "vegan').argument_choice_in('"}') == ""
+    assert _fed(FINDER, OPEN + 'Thai", "diet": "vegan').arguments_end_at('"}') == -1
 
 
 def test_the_list_end_is_open_once_after_each_call() -> None:
