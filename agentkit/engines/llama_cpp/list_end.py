@@ -33,12 +33,16 @@ def another_call(
 ) -> bool:
     """Whether another call should follow `output`, the output so far up to a call's close.
     `live`: the context's tokens, the prompt its first `prompt` ones; `calibration`: the
-    calibration prompt's tokens. The context holds `live` again afterwards."""
+    calibration prompt's tokens; the context's last logits are the next token's, before and
+    after."""
     live_output = [*live[:prompt], *output]
+    moved = live_output != list(live)  # a `},` is weighed before its comma
     try:
-        scorer.goto(live_output)  # live itself unless a `},` is weighed before its comma
+        if moved:
+            scorer.goto(live_output)
         on = scorer.next_chars(scorer.next_log_probs(), _CHOICES)
         off = scorer.next_chars(scorer.log_probs_after([*calibration, *output]), _CHOICES)
     finally:
-        scorer.goto(live)
+        if moved:
+            scorer.goto(live)
     return on[0] - off[0] > on[1] - off[1]
